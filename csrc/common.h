@@ -1,0 +1,30 @@
+/* Helpers shared by the kernel files (not part of the cffi interface). */
+#ifndef FASTCONV_COMMON_H
+#define FASTCONV_COMMON_H
+#include <stdint.h>
+#include "fastconv.h"
+
+/* Thread count used by every `omp parallel` region (set from Python). */
+extern int fc_nthreads;
+
+/* Integer division rounding toward -inf / +inf, for b > 0 and any sign of a. */
+static inline int64_t fc_floor_div(int64_t a, int64_t b) {
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+static inline int64_t fc_ceil_div(int64_t a, int64_t b) {
+    return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+static inline int64_t fc_clamp(int64_t v, int64_t lo, int64_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Output positions o in [*lo, *hi) whose input coordinate o*s + k*d - p lies
+ * in [0, size): lets the inner loops run without a bounds test per element. */
+static inline void fc_valid_range(int64_t size, int64_t out, int64_t s, int64_t k,
+                                  int64_t d, int64_t p, int64_t *lo, int64_t *hi) {
+    int64_t off = k * d - p;
+    *lo = fc_clamp(fc_ceil_div(-off, s), 0, out);
+    *hi = fc_clamp(fc_floor_div(size - 1 - off, s) + 1, *lo, out);
+}
+
+#endif

@@ -1,0 +1,85 @@
+"""Every user-facing validation and its error message, in one place.
+
+Messages say what was found, what was expected and, where there is one, the fix.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(x, name: str, ndim=None, layout: str = "") -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32/float64 array, checking ``ndim``.
+
+    ``ndim`` may be an int or a tuple of accepted ranks; ``layout`` names the
+    axes for the message, e.g. ``"(N, C, H, W)"``.
+    """
+    if not isinstance(x, np.ndarray):
+        if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+            raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+        x = np.asarray(x)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; fastconv works on float32 or float64 arrays: "
+            f"convert it with {name}.astype(np.float32)"
+        )
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            hint = ""
+            if x.ndim + 1 in allowed:
+                hint = f"; add a batch axis with {name}[None]"
+            raise ValueError(
+                f"expected {name} to be a {want} array {layout}".rstrip()
+                + f", got shape {x.shape}{hint}"
+            )
+    return np.ascontiguousarray(x)
+
+
+def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{name_a} is {a.dtype} but {name_b} is {b.dtype}; give both the same dtype"
+        )
+
+
+def positive_int(v, name: str, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
+    if v < minimum:
+        bound = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {bound}, got {v}")
+    return int(v)
+
+
+def int_pair(v, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or an (h, w) pair, got {v!r}")
+        return positive_int(v[0], name, minimum), positive_int(v[1], name, minimum)
+    v = positive_int(v, name, minimum)
+    return v, v
+
+
+def shape4(shape, name: str) -> tuple[int, int, int, int]:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 4:
+        raise ValueError(f"{name} must be a 4-tuple (N, C, H, W), got {shape!r}")
+    return tuple(positive_int(s, f"{name}[{k}]") for k, s in enumerate(shape))
+
+
+def conv_output_size(h, w, fh, fw, stride, padding, dilation, what="kernel"):
+    """``OH = (H + 2*ph - dh*(FH-1) - 1)//sh + 1`` (and OW), checked to be >= 1."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    span_h, span_w = dh * (fh - 1) + 1, dw * (fw - 1) + 1
+    if span_h > h + 2 * ph or span_w > w + 2 * pw:
+        raise ValueError(
+            f"{what} ({fh}, {fw}) with dilation ({dh}, {dw}) spans ({span_h}, {span_w}), "
+            f"larger than the padded input ({h + 2 * ph}, {w + 2 * pw}) "
+            f"[input ({h}, {w}), padding ({ph}, {pw})]; use a smaller {what} or more padding"
+        )
+    return (h + 2 * ph - span_h) // sh + 1, (w + 2 * pw - span_w) // sw + 1

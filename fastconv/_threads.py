@@ -1,0 +1,72 @@
+"""One thread count for every pool fastconv drives.
+
+``set_num_threads(n)`` sets Numba's threads, the OpenMP threads of the C
+kernels and the BLAS threads (through threadpoolctl), so that on a small
+machine the pools never ask for more cores than there are.  The start value is
+``FASTCONV_NUM_THREADS`` if set, else the number of usable cores.
+"""
+from __future__ import annotations
+
+import os
+
+from . import _checks, config
+
+_num_threads: int | None = None
+_blas_limiter = None
+
+
+def max_threads() -> int:
+    """Most threads Numba will run (its pool is sized at import)."""
+    try:
+        import numba
+
+        return int(numba.config.NUMBA_NUM_THREADS)
+    except ImportError:
+        return max(config.cpu_count(), 64)
+
+
+def get_num_threads() -> int:
+    """The thread count the kernels and BLAS use."""
+    global _num_threads
+    if _num_threads is None:
+        env = os.environ.get(config.ENV_NUM_THREADS)
+        if env:
+            try:
+                start = int(env)
+            except ValueError:
+                raise ValueError(
+                    f"${config.ENV_NUM_THREADS} must be a positive integer, got {env!r}"
+                ) from None
+            set_num_threads(start)
+        else:
+            _num_threads = min(config.cpu_count(), max_threads())
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Run Numba kernels, C/OpenMP kernels and BLAS on ``n`` threads."""
+    global _num_threads, _blas_limiter
+    n = _checks.positive_int(n, "number of threads")
+    limit = max_threads()
+    if n > limit:
+        raise ValueError(
+            f"cannot use {n} threads: Numba's pool has {limit} (set NUMBA_NUM_THREADS "
+            f"before importing fastconv to raise it)"
+        )
+    _num_threads = n
+    from . import backends
+
+    for name, module in backends._loaded.items():
+        apply_to_backend(name, module)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    _blas_limiter = threadpool_limits(limits=n, user_api="blas")
+
+
+def apply_to_backend(name: str, module) -> None:
+    """Push the current count into a freshly loaded (or already loaded) backend."""
+    setter = getattr(module, "set_num_threads", None)
+    if setter is not None:
+        setter(get_num_threads())

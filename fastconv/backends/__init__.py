@@ -1,0 +1,136 @@
+"""Backend registry and resolution.
+
+Every backend module exposes the same kernel names with the same argument
+order (inputs, then preallocated outputs, then integer sizes).  Which module a
+call uses is resolved in this order:
+
+1. an explicit ``backend=`` argument (layers and functional ops take one),
+2. :func:`set_backend` / :func:`use_backend`,
+3. the ``FASTCONV_BACKEND`` environment variable,
+4. the default: the first of ``config.DEFAULT_BACKEND_ORDER`` that loads.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from types import ModuleType
+
+from .. import config
+
+BACKEND_NAMES = ("numpy", "numba", "c")
+
+_MODULES = {
+    "numpy": "fastconv.backends.numpy_ref",
+    "numba": "fastconv.backends.numba_kernels",
+    "c": "fastconv.backends.c_backend",
+}
+
+_loaded: dict[str, ModuleType] = {}
+_failures: dict[str, str] = {}
+_selected: str | None = None
+
+
+class BackendUnavailableError(RuntimeError):
+    """A known backend cannot run here; the message says why and what to do."""
+
+
+def _check_name(name, source: str = "backend") -> str:
+    if not isinstance(name, str) or name.lower() not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown {source} {name!r}; valid names are {', '.join(map(repr, BACKEND_NAMES))}"
+        )
+    return name.lower()
+
+
+def load(name: str) -> ModuleType:
+    """Import backend ``name`` or raise BackendUnavailableError with the reason."""
+    name = _check_name(name)
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failures:
+        raise BackendUnavailableError(_failures[name])
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        _failures[name] = _explain_failure(name, exc)
+        raise BackendUnavailableError(_failures[name]) from exc
+    _loaded[name] = module
+    from .. import _threads
+
+    _threads.apply_to_backend(name, module)
+    return module
+
+
+def _explain_failure(name: str, exc: ImportError) -> str:
+    if name == "c":
+        return (
+            f"the C backend is unavailable: its compiled extension fastconv._fastconv_c "
+            f"could not be imported ({exc}). It is built at install time and needs a C "
+            f"compiler with OpenMP (gcc); install one, then reinstall with "
+            f"`pip install -e .` (or build in place with `python fastconv/_build_cffi.py`)"
+        )
+    if name == "numba":
+        return (
+            f"the Numba backend is unavailable: {exc}. Install it with `pip install numba`"
+        )
+    return f"the {name} backend is unavailable: {exc}"
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that load on this machine, in registry order."""
+    names = []
+    for name in BACKEND_NAMES:
+        try:
+            load(name)
+        except BackendUnavailableError:
+            continue
+        names.append(name)
+    return names
+
+
+def default_backend() -> str:
+    for name in config.DEFAULT_BACKEND_ORDER:
+        try:
+            load(name)
+            return name
+        except BackendUnavailableError:
+            continue
+    return "numpy"  # pragma: no cover - the reference always imports
+
+
+def get_backend() -> str:
+    """Name of the backend used when a call does not name one."""
+    if _selected is not None:
+        return _selected
+    env = os.environ.get(config.ENV_BACKEND)
+    if env:
+        return _check_name(env, f"backend in ${config.ENV_BACKEND}")
+    return default_backend()
+
+
+def set_backend(name: str) -> None:
+    """Use backend ``name`` from now on (``None`` returns to env/default)."""
+    global _selected
+    if name is None:
+        _selected = None
+        return
+    load(name)  # fail now, with the reason, rather than at the first kernel call
+    _selected = _check_name(name)
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Context manager: ``with fastconv.use_backend("numba"): ...``."""
+    global _selected
+    previous = _selected
+    set_backend(name)
+    try:
+        yield load(name)
+    finally:
+        _selected = previous
+
+
+def resolve(name: str | None = None) -> ModuleType:
+    """The backend module for a call: ``name`` if given, else get_backend()."""
+    return load(get_backend() if name is None else name)

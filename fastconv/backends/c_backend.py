@@ -1,0 +1,56 @@
+"""C/OpenMP backend: a thin cffi wrapper around csrc/.
+
+Each kernel picks its ``_f32``/``_f64`` variant from the dtype of its first
+array, passes raw buffers (``ffi.from_buffer``, no copies) and turns a non-zero
+status into an exception.  cffi releases the GIL around every call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._fastconv_c import ffi, lib  # ImportError here = extension not built
+
+_CTYPE = {
+    np.dtype(np.float32): "float[]",
+    np.dtype(np.float64): "double[]",
+    np.dtype(np.int64): "int64_t[]",
+}
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+_STATUS_MESSAGES = {
+    lib.FC_ERR_SIZE: "a size argument is non-positive or inconsistent with the array shapes",
+    lib.FC_ERR_INDEX: "an index points outside its (H, W) plane",
+    lib.FC_ERR_NOMEM: "the C kernel could not allocate its scratch memory",
+}
+
+
+def set_num_threads(n: int) -> None:
+    lib.fc_set_num_threads(n)
+
+
+def has_openmp() -> bool:
+    return bool(lib.fc_has_openmp())
+
+
+def _kernel(name: str):
+    variants = {dt: getattr(lib, f"fc_{name}_{sfx}") for dt, sfx in _SUFFIX.items()}
+
+    def call(*args):
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        sizes = args[len(arrays):]
+        fn = variants[arrays[0].dtype]
+        status = fn(*(ffi.from_buffer(_CTYPE[a.dtype], a) for a in arrays), *sizes)
+        if status != lib.FC_OK:
+            message = _STATUS_MESSAGES.get(status, f"unknown status {status}")
+            error = IndexError if status == lib.FC_ERR_INDEX else ValueError
+            if status == lib.FC_ERR_NOMEM:
+                error = MemoryError
+            raise error(f"C kernel fc_{name}: {message}")
+
+    call.__name__ = name
+    call.__doc__ = f"C kernel fc_{name}_f32 / fc_{name}_f64 (see csrc/)."
+    return call
+
+
+im2col = _kernel("im2col")
+col2im = _kernel("col2im")

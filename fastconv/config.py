@@ -1,0 +1,40 @@
+"""Defaults in one place, with environment overrides.
+
+Environment variables (read when first needed):
+
+* ``FASTCONV_BACKEND``      -- backend used when none is set in code
+  (``numpy``, ``numba`` or ``c``).
+* ``FASTCONV_NUM_THREADS``  -- start value of :func:`fastconv.get_num_threads`.
+* ``FASTCONV_NUMBA_CACHE``  -- ``0`` disables Numba's on-disk compile cache.
+"""
+from __future__ import annotations
+
+import os
+
+# The order in which the default backend is chosen: the first one that loads.
+# C first: it matches or beats Numba in bench/ and has no JIT warm-up
+# (see README, "Choosing the default backend").
+DEFAULT_BACKEND_ORDER = ("c", "numba", "numpy")
+
+ENV_BACKEND = "FASTCONV_BACKEND"
+ENV_NUM_THREADS = "FASTCONV_NUM_THREADS"
+ENV_NUMBA_CACHE = "FASTCONV_NUMBA_CACHE"
+
+
+def numba_options() -> dict:
+    """Options for every ``@njit`` in fastconv.backends.numba_kernels."""
+    return {
+        "parallel": True,
+        "cache": os.environ.get(ENV_NUMBA_CACHE, "1") != "0",
+        "nogil": True,
+        "fastmath": False,  # keep IEEE semantics so results match the reference
+        "error_model": "numpy",  # no ZeroDivisionError checks in hot loops
+    }
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (respects taskset / cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1

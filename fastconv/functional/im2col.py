@@ -1,0 +1,59 @@
+"""im2col / col2im: the column layout of the from-scratch guides.
+
+``col[(c*FH + i)*FW + j, (n*OH + oh)*OW + ow] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]``
+
+so a convolution is ``W.reshape(F, C*FH*FW) @ col`` with result columns in
+(n, oh, ow) order.  ``OH = (H + 2*ph - dh*(FH-1) - 1)//sh + 1`` (OW alike).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks, backends
+
+
+def _conv_geometry(x_shape, fh, fw, stride, padding, dilation):
+    fh = _checks.positive_int(fh, "FH (kernel height)")
+    fw = _checks.positive_int(fw, "FW (kernel width)")
+    stride = _checks.int_pair(stride, "stride")
+    padding = _checks.int_pair(padding, "padding", minimum=0)
+    dilation = _checks.int_pair(dilation, "dilation")
+    n, c, h, w = x_shape
+    oh, ow = _checks.conv_output_size(h, w, fh, fw, stride, padding, dilation)
+    return (n, c, h, w, fh, fw, *stride, *padding, *dilation, oh, ow)
+
+
+def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, backend=None):
+    """Unfold sliding windows of ``x`` into columns.
+
+    x: (N, C, H, W) float32/float64.  Returns (C*FH*FW, N*OH*OW), same dtype.
+    stride, padding, dilation: int or (h, w).
+    """
+    x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
+    sizes = _conv_geometry(x.shape, FH, FW, stride, padding, dilation)
+    n, c, _, _, fh, fw, *_, oh, ow = sizes
+    col = np.empty((c * fh * fw, n * oh * ow), dtype=x.dtype)
+    backends.resolve(backend).im2col(x, col, *sizes)
+    return col
+
+
+def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, backend=None):
+    """Adjoint of :func:`im2col`: add each column entry back to the input
+    position it came from (overlapping windows accumulate; padding is cropped).
+
+    col: (C*FH*FW, N*OH*OW).  x_shape: (N, C, H, W).  Returns x_shape, col's dtype.
+    """
+    col = _checks.float_array(col, "col", ndim=2, layout="(C*FH*FW, N*OH*OW)")
+    x_shape = _checks.shape4(x_shape, "x_shape")
+    sizes = _conv_geometry(x_shape, FH, FW, stride, padding, dilation)
+    n, c, _, _, fh, fw, *_, oh, ow = sizes
+    expected = (c * fh * fw, n * oh * ow)
+    if col.shape != expected:
+        raise ValueError(
+            f"col has shape {col.shape}, but x_shape {tuple(x_shape)} with a ({fh}, {fw}) "
+            f"kernel gives OH={oh}, OW={ow} and so expects (C*FH*FW, N*OH*OW) = {expected}; "
+            f"pass the x_shape, kernel, stride, padding and dilation used for im2col"
+        )
+    x = np.empty(x_shape, dtype=col.dtype)
+    backends.resolve(backend).col2im(col, x, *sizes)
+    return x

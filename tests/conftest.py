@@ -1,0 +1,56 @@
+import os
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load
+
+# Tolerances: float64 must match the reference to rounding, float32 to ~1e-5.
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+
+
+def backend_params():
+    params = []
+    for name in BACKEND_NAMES:
+        try:
+            load(name)
+            marks = ()
+        except BackendUnavailableError as exc:
+            marks = pytest.mark.skip(reason=str(exc))
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.fixture(params=backend_params())
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """Tests that change the backend or thread count leave no trace."""
+    threads = fastconv.get_num_threads()
+    yield
+    fastconv.set_backend(None)
+    fastconv.set_num_threads(threads)
+
+
+def assert_close(actual, expected, dtype=None):
+    dtype = dtype or expected.dtype.type
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_allclose(actual, expected, **TOL[dtype])
+
+
+def pytest_report_header(config):
+    return (
+        f"fastconv backends: available={fastconv.available_backends()} "
+        f"default={fastconv.get_backend()} threads={fastconv.get_num_threads()} "
+        f"CI={os.environ.get('CI', '')}"
+    )

@@ -1,0 +1,123 @@
+"""Backend registry, resolution order and thread control."""
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import fastconv
+from fastconv import backends
+from fastconv._threads import max_threads
+
+
+def test_available_backends_lists_known_names():
+    names = fastconv.available_backends()
+    assert "numpy" in names
+    assert set(names) <= {"numpy", "numba", "c"}
+
+
+@pytest.mark.skipif(os.environ.get("CI") != "true", reason="only CI promises every backend")
+def test_ci_builds_every_backend():
+    # CI installs with a compiler and numba: a missing backend there is a
+    # broken build, not an optional feature.
+    assert fastconv.available_backends() == ["numpy", "numba", "c"]
+
+
+def test_set_get_and_context_manager(backend):
+    fastconv.set_backend(backend)
+    assert fastconv.get_backend() == backend
+    other = "numpy" if backend != "numpy" else fastconv.available_backends()[-1]
+    with fastconv.use_backend(other):
+        assert fastconv.get_backend() == other
+    assert fastconv.get_backend() == backend
+
+
+def test_context_manager_restores_on_error():
+    fastconv.set_backend("numpy")
+    with pytest.raises(RuntimeError):
+        with fastconv.use_backend(fastconv.available_backends()[-1]):
+            raise RuntimeError("boom")
+    assert fastconv.get_backend() == "numpy"
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'; valid names are 'numpy', 'numba', 'c'"):
+        fastconv.set_backend("cuda")
+    with pytest.raises(ValueError, match="valid names"):
+        fastconv.im2col(np.ones((1, 1, 3, 3)), 2, 2, backend="torch")
+
+
+def test_env_override(monkeypatch):
+    monkeypatch.setenv("FASTCONV_BACKEND", "numpy")
+    assert fastconv.get_backend() == "numpy"
+    fastconv.set_backend(fastconv.available_backends()[-1])  # set_backend beats the env
+    assert fastconv.get_backend() == fastconv.available_backends()[-1]
+    fastconv.set_backend(None)
+    monkeypatch.setenv("FASTCONV_BACKEND", "opencl")
+    with pytest.raises(ValueError, match=r"FASTCONV_BACKEND.*valid names"):
+        fastconv.get_backend()
+
+
+def test_default_is_fastest_available():
+    expected = next(n for n in ("c", "numba", "numpy") if n in fastconv.available_backends())
+    os.environ.pop("FASTCONV_BACKEND", None)
+    assert fastconv.get_backend() == expected
+
+
+def test_unavailable_backend_says_why_and_what_to_do(monkeypatch):
+    monkeypatch.setitem(backends._MODULES, "c", "fastconv._no_such_extension")
+    monkeypatch.delitem(backends._loaded, "c", raising=False)
+    monkeypatch.setattr(backends, "_failures", {})
+    assert "c" not in fastconv.available_backends()
+    with pytest.raises(fastconv.BackendUnavailableError, match=r"C backend is unavailable.*compiler with OpenMP.*pip install"):
+        fastconv.set_backend("c")
+    with pytest.raises(fastconv.BackendUnavailableError, match="C backend"):
+        fastconv.im2col(np.ones((1, 1, 3, 3)), 2, 2, backend="c")
+
+
+def test_set_num_threads_reaches_every_pool():
+    for n in sorted({1, max_threads()}):
+        fastconv.set_num_threads(n)
+        assert fastconv.get_num_threads() == n
+        if "numba" in fastconv.available_backends():
+            import numba
+
+            assert numba.get_num_threads() == n
+        if "c" in fastconv.available_backends():
+            from fastconv._fastconv_c import lib
+
+            assert lib.fc_get_num_threads() == n
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == n for p in blas)
+
+
+def test_c_backend_has_openmp():
+    if "c" not in fastconv.available_backends():
+        pytest.skip("C backend not built")
+    from fastconv.backends import c_backend
+
+    assert c_backend.has_openmp(), "the C extension was compiled without -fopenmp"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises((TypeError, ValueError), match="number of threads"):
+        fastconv.set_num_threads(bad)
+
+
+def test_too_many_threads():
+    with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
+        fastconv.set_num_threads(max_threads() + 1)
+
+
+def test_num_threads_env_start_value(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import fastconv; print(fastconv.get_num_threads())"
+    env = {**os.environ, "FASTCONV_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    env["FASTCONV_NUM_THREADS"] = "many"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "FASTCONV_NUM_THREADS must be a positive integer" in out.stderr
