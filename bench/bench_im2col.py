@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from conftest import IMPLS, check, copy_roofline, need, set_group
+from conftest import IMPLS, OUT_IMPLS, check, copy_roofline, need, set_group
 
 # (N, C, H, W, k, pad), stride 1
 SHAPES = [(64, 1, 28, 28, 3, 0), (64, 32, 13, 13, 3, 0), (128, 64, 32, 32, 3, 1)]
@@ -19,7 +19,7 @@ def _setup(shape):
     return x, col, k, p
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_im2col(benchmark, impl, shape):
     torch = need(impl)
@@ -34,12 +34,14 @@ def test_im2col(benchmark, impl, shape):
         # unfold's layout is (N, C*k*k, L); ours is (C*k*k, N*L)
         check(run().numpy().transpose(1, 0, 2).reshape(expected.shape), expected)
     else:
-        run = lambda: fastconv.im2col(x, k, k, padding=p, backend=impl)
+        name, _, out = impl.partition("+")
+        buf = np.empty_like(expected) if out else None
+        run = lambda: fastconv.im2col(x, k, k, padding=p, out=buf, backend=name)
         check(run(), expected)  # also the warm-up (JIT compile)
     benchmark(run)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_col2im(benchmark, impl, shape):
     torch = need(impl)
@@ -55,6 +57,8 @@ def test_col2im(benchmark, impl, shape):
         run = lambda: torch.nn.functional.fold(ct, (h, w), k, padding=p)
         check(run().numpy(), expected)
     else:
-        run = lambda: fastconv.col2im(col, x.shape, k, k, padding=p, backend=impl)
+        name, _, out = impl.partition("+")
+        buf = np.empty_like(expected) if out else None
+        run = lambda: fastconv.col2im(col, x.shape, k, k, padding=p, out=buf, backend=name)
         check(run(), expected)
     benchmark(run)

@@ -83,3 +83,17 @@ def conv_output_size(h, w, fh, fw, stride, padding, dilation, what="kernel"):
             f"[input ({h}, {w}), padding ({ph}, {pw})]; use a smaller {what} or more padding"
         )
     return (h + 2 * ph - span_h) // sh + 1, (w + 2 * pw - span_w) // sw + 1
+
+
+def out_array(out, shape, dtype, name: str = "out") -> np.ndarray:
+    """Check a caller-supplied output buffer: exact shape, dtype, C order."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"{name} has shape {out.shape} and dtype {out.dtype}; expected shape "
+            f"{tuple(shape)} and dtype {np.dtype(dtype)}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array; allocate it with np.empty")
+    return out

@@ -75,3 +75,14 @@ def test_c_kernel_rejects_inconsistent_sizes():
     col = np.zeros((4, 9))
     with pytest.raises(ValueError, match="fc_im2col: a size argument"):
         c_backend.im2col(x, col, 1, 1, 4, 4, 2, 2, 1, 1, 0, 0, 1, 1, 5, 5)  # OH/OW wrong
+
+
+def test_bad_out_buffer(backend):
+    with pytest.raises(ValueError, match=r"out has shape \(27, 71\) and dtype float32; expected shape \(27, 72\)"):
+        fastconv.im2col(X, 3, 3, out=np.empty((27, 71), np.float32), backend=backend)
+    with pytest.raises(ValueError, match=r"dtype float64; expected shape \(27, 72\) and dtype float32"):
+        fastconv.im2col(X, 3, 3, out=np.empty((27, 72)), backend=backend)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fastconv.im2col(X, 3, 3, out=np.empty((72, 27), np.float32).T, backend=backend)
+    with pytest.raises(ValueError, match=r"expected shape \(2, 3, 8, 8\)"):
+        fastconv.col2im(np.zeros((27, 72), np.float32), X.shape, 3, 3, out=np.empty((2, 3, 8, 7), np.float32), backend=backend)

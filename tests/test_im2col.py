@@ -107,3 +107,15 @@ def test_same_result_at_one_and_many_threads(backend, fn):
     fastconv.set_num_threads(max_threads())
     two = run()
     np.testing.assert_array_equal(one, two)  # disjoint writes: bit-identical
+
+
+def test_out_buffers_are_filled_and_returned(backend, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
+    expected = naive.im2col(x, 3, 3, (1, 1), (1, 1), (1, 1))
+    out = np.full(expected.shape, np.nan, dtype=dtype)  # stale contents must not leak
+    assert fastconv.im2col(x, 3, 3, padding=1, out=out, backend=backend) is out
+    assert_close(out, expected)
+    x_out = np.full(x.shape, np.nan, dtype=dtype)
+    assert fastconv.col2im(expected, x.shape, 3, 3, padding=1, out=x_out, backend=backend) is x_out
+    assert_close(x_out, naive.col2im(expected, x.shape, 3, 3, (1, 1), (1, 1), (1, 1)))

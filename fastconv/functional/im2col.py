@@ -23,25 +23,28 @@ def _conv_geometry(x_shape, fh, fw, stride, padding, dilation):
     return (n, c, h, w, fh, fw, *stride, *padding, *dilation, oh, ow)
 
 
-def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, backend=None):
+def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, out=None, backend=None):
     """Unfold sliding windows of ``x`` into columns.
 
     x: (N, C, H, W) float32/float64.  Returns (C*FH*FW, N*OH*OW), same dtype.
-    stride, padding, dilation: int or (h, w).
+    stride, padding, dilation: int or (h, w).  out: optional preallocated
+    result (C-contiguous, right shape and dtype), reused instead of allocating.
     """
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
     sizes = _conv_geometry(x.shape, FH, FW, stride, padding, dilation)
     n, c, _, _, fh, fw, *_, oh, ow = sizes
-    col = np.empty((c * fh * fw, n * oh * ow), dtype=x.dtype)
+    shape = (c * fh * fw, n * oh * ow)
+    col = np.empty(shape, dtype=x.dtype) if out is None else _checks.out_array(out, shape, x.dtype)
     backends.resolve(backend).im2col(x, col, *sizes)
     return col
 
 
-def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, backend=None):
+def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, out=None, backend=None):
     """Adjoint of :func:`im2col`: add each column entry back to the input
     position it came from (overlapping windows accumulate; padding is cropped).
 
     col: (C*FH*FW, N*OH*OW).  x_shape: (N, C, H, W).  Returns x_shape, col's dtype.
+    out: optional preallocated result (overwritten, not added to).
     """
     col = _checks.float_array(col, "col", ndim=2, layout="(C*FH*FW, N*OH*OW)")
     x_shape = _checks.shape4(x_shape, "x_shape")
@@ -54,6 +57,6 @@ def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, backend=Non
             f"kernel gives OH={oh}, OW={ow} and so expects (C*FH*FW, N*OH*OW) = {expected}; "
             f"pass the x_shape, kernel, stride, padding and dilation used for im2col"
         )
-    x = np.empty(x_shape, dtype=col.dtype)
+    x = np.empty(x_shape, dtype=col.dtype) if out is None else _checks.out_array(out, x_shape, col.dtype)
     backends.resolve(backend).col2im(col, x, *sizes)
     return x

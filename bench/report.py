@@ -1,0 +1,98 @@
+"""Turn a pytest-benchmark JSON file into a markdown table and a bar chart.
+
+    python bench/report.py bench/results/latest.json --md bench/results/latest.md --png bench/results/latest.png
+
+Rows are grouped by benchmark group (operation x shape); each implementation's
+median is shown with its ratio to the NumPy reference, to PyTorch and to the
+np.copyto roofline of the same group, all from the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+ORDER = ["c", "c+out", "numba", "numba+out", "numpy", "torch", "copy"]
+
+
+def load(path: Path) -> dict[str, dict[str, float]]:
+    """{group: {impl: median seconds}}"""
+    data = json.loads(Path(path).read_text())
+    groups: dict[str, dict[str, float]] = defaultdict(dict)
+    for bench in data["benchmarks"]:
+        impl = bench.get("extra_info", {}).get("impl") or bench["param"]
+        groups[bench["group"]][impl] = bench["stats"]["median"]
+    return dict(groups)
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def _ratio(a: float, b: float | None) -> str:
+    return "" if b is None else f"{a / b:.2f}x"
+
+
+def markdown(groups: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| operation, shape | impl | median | vs numpy | vs torch | vs copy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for group in sorted(groups):
+        impls = groups[group]
+        for impl in sorted(impls, key=lambda i: ORDER.index(i) if i in ORDER else 99):
+            t = impls[impl]
+            lines.append(
+                f"| {group} | {impl} | {_fmt_time(t)} | {_ratio(t, impls.get('numpy'))} | "
+                f"{_ratio(t, impls.get('torch'))} | {_ratio(t, impls.get('copy'))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(groups: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(groups)
+    impls = [i for i in ORDER if any(i in groups[g] for g in names)]
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(names)), 5))
+    width = 0.8 / max(len(impls), 1)
+    for k, impl in enumerate(impls):
+        # time relative to the reference: below 1 is faster than NumPy
+        vals = [groups[g].get(impl, float("nan")) / groups[g].get("numpy", float("nan")) for g in names]
+        ax.bar([x + k * width for x in range(len(names))], vals, width, label=impl)
+    ax.set_yscale("log")
+    ax.set_ylabel("median time / NumPy reference (log)")
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))])
+    ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--md", type=Path, help="write the table here (default: print)")
+    parser.add_argument("--png", type=Path, help="write a bar chart here")
+    args = parser.parse_args(argv)
+    groups = load(args.json)
+    table = markdown(groups)
+    if args.md:
+        args.md.write_text(table)
+    else:
+        print(table)
+    if args.png:
+        bar_chart(groups, args.png)
+
+
+if __name__ == "__main__":
+    main()
