@@ -42,6 +42,60 @@ int fc_col2im_f64(const double *col, double *x,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                   int64_t oh, int64_t ow);
+
+/* Pooling (csrc/pool.c).  Index arrays hold, per output, the flat position
+ * h*W + w of the winner inside its own (H, W) plane. */
+int fc_maxpool_fwd_f32(const float *x, float *out, int64_t *idx,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_maxpool_bwd_f32(const float *d_out, const int64_t *idx, float *d_x,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_maxunpool_f32(const float *x, const int64_t *idx, float *out,
+                     int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_avgpool_fwd_f32(const float *x, float *out,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_avgpool_bwd_f32(const float *d_out, float *d_x,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_adaptive_avgpool_fwd_f32(const float *x, float *out,
+                                int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_adaptive_avgpool_bwd_f32(const float *d_out, float *d_x,
+                                int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_maxpool_fwd_f64(const double *x, double *out, int64_t *idx,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_maxpool_bwd_f64(const double *d_out, const int64_t *idx, double *d_x,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_maxunpool_f64(const double *x, const int64_t *idx, double *out,
+                     int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_avgpool_fwd_f64(const double *x, double *out,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_avgpool_bwd_f64(const double *d_out, double *d_x,
+                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_adaptive_avgpool_fwd_f64(const double *x, double *out,
+                                int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+int fc_adaptive_avgpool_bwd_f64(const double *d_out, double *d_x,
+                                int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
+
+/* BatchNorm building blocks (csrc/batchnorm.c); x is (N, C, S), S = H*W or 1.
+ * Statistics are accumulated in double whatever the element type. */
+int fc_bn_stats_f32(const float *x, float *mean, float *var, int64_t n, int64_t c, int64_t s);
+int fc_channel_affine_f32(const float *x, const float *a, const float *b, float *out,
+                          int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_reduce_f32(const float *d_out, const float *x, const float *mean,
+                         float *sum_dy, float *sum_dy_xmu, int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_apply_f32(const float *d_out, const float *x, const float *k_dy, const float *k_x,
+                        const float *k_0, float *d_x, int64_t n, int64_t c, int64_t s);
+int fc_bn_stats_f64(const double *x, double *mean, double *var, int64_t n, int64_t c, int64_t s);
+int fc_channel_affine_f64(const double *x, const double *a, const double *b, double *out,
+                          int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_reduce_f64(const double *d_out, const double *x, const double *mean,
+                         double *sum_dy, double *sum_dy_xmu, int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *k_dy, const double *k_x,
+                        const double *k_0, double *d_x, int64_t n, int64_t c, int64_t s);
 /* CDEF END */
 
 #endif

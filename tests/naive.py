@@ -42,3 +42,118 @@ def col2im(col, x_shape, fh, fw, stride, padding, dilation):
                             if 0 <= iy < h and 0 <= iz < w:
                                 x[b, ch, iy, iz] += col[(ch * fh + i) * fw + j, (b * oh + y) * ow + z]
     return x
+
+
+def _beats(v, best):
+    return v > best or (np.isnan(v) and not np.isnan(best))
+
+
+def max_pool2d(x, k, s, p):
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    idx = np.zeros((n, c, oh, ow), dtype=np.int64)
+    for b in range(n):
+        for ch in range(c):
+            for y in range(oh):
+                for z in range(ow):
+                    best, at = None, None
+                    for i in range(kh):
+                        for j in range(kw):
+                            iy, iz = y * sh + i - ph, z * sw + j - pw
+                            if 0 <= iy < h and 0 <= iz < w:
+                                v = x[b, ch, iy, iz]
+                                if best is None or _beats(v, best):
+                                    best, at = v, iy * w + iz
+                    out[b, ch, y, z], idx[b, ch, y, z] = best, at
+    return out, idx
+
+
+def max_pool2d_backward(d_out, idx, x_shape):
+    d_x = np.zeros(x_shape, dtype=d_out.dtype)
+    n, c, h, w = x_shape
+    for b in range(n):
+        for ch in range(c):
+            for k, at in np.ndenumerate(idx[b, ch]):
+                d_x[b, ch, at // w, at % w] += d_out[b, ch][k]
+    return d_x
+
+
+def max_unpool2d(x, idx, out_shape):
+    out = np.zeros(out_shape, dtype=x.dtype)
+    n, c, h, w = out_shape
+    for b in range(n):
+        for ch in range(c):
+            for k, at in np.ndenumerate(idx[b, ch]):
+                out[b, ch, at // w, at % w] = x[b, ch][k]
+    return out
+
+
+def avg_pool2d(x, k, s, p):
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for y in range(oh):
+                for z in range(ow):
+                    total = 0.0
+                    for i in range(kh):
+                        for j in range(kw):
+                            iy, iz = y * sh + i - ph, z * sw + j - pw
+                            if 0 <= iy < h and 0 <= iz < w:
+                                total += x[b, ch, iy, iz]
+                    out[b, ch, y, z] = total / (kh * kw)
+    return out
+
+
+def adaptive_avg_pool2d(x, oh, ow):
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, oh, ow), dtype=x.dtype)
+    for y in range(oh):
+        ya, yb = int(np.floor(y * h / oh)), int(np.ceil((y + 1) * h / oh))
+        for z in range(ow):
+            za, zb = int(np.floor(z * w / ow)), int(np.ceil((z + 1) * w / ow))
+            for b in range(n):
+                for ch in range(c):
+                    out[b, ch, y, z] = sum(
+                        x[b, ch, i, j] for i in range(ya, yb) for j in range(za, zb)
+                    ) / ((yb - ya) * (zb - za))
+    return out
+
+
+def batch_norm_train(x, gamma, beta, eps):
+    """Per-channel loops; returns out, mean, biased var."""
+    c = x.shape[1]
+    out = np.zeros_like(x)
+    mean = np.zeros(c)
+    var = np.zeros(c)
+    for ch in range(c):
+        vals = [float(v) for v in np.moveaxis(x, 1, 0)[ch].ravel()]
+        m = sum(vals) / len(vals)
+        v = sum((t - m) ** 2 for t in vals) / len(vals)
+        mean[ch], var[ch] = m, v
+        out[:, ch] = gamma[ch] * (x[:, ch] - m) / np.sqrt(v + eps) + beta[ch]
+    return out, mean, var
+
+
+def numerical_grad(f, x, d_out, eps=1e-5):
+    """d/dx of sum(f(x) * d_out) by central differences (float64)."""
+    grad = np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        old = x[k]
+        x[k] = old + eps
+        plus = np.sum(f(x) * d_out)
+        x[k] = old - eps
+        minus = np.sum(f(x) * d_out)
+        x[k] = old
+        grad[k] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def rel_error(a, b):
+    """||a - b|| / (||a|| + ||b||): per-element ratios blow up on entries
+    near zero, where central differences have absolute, not relative, error."""
+    return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30)

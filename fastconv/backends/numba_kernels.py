@@ -127,3 +127,223 @@ def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
                     else:
                         for k in range(n_x):
                             xf[d + k * usw] += colf[s + k]
+
+
+# ---------------------------------------------------------------- pooling
+# One (image, channel) plane per task: backward scatters never share an
+# address across threads.
+
+
+@njit_serial
+def _beats(v, best):
+    """Larger, or the first NaN (NaN propagates); ties keep the earlier element."""
+    return v > best or (v != v and best == best)
+
+
+@njit
+def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    jf = idx.reshape(-1)
+    fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    for p in prange(n * c):
+        plane = uint64(p * h * w)
+        o = uint64(p * oh * ow)
+        for oy in range(oh):
+            if fast22:
+                r0 = uint64(2 * oy * w)
+                for ox in range(uint64(ow)):
+                    a = r0 + uint64(2) * ox
+                    top = xf[plane + a]  # (own names: these are uint64, the
+                    win = a              #  general path's are int64)
+                    for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
+                        v = xf[plane + cand]
+                        if _beats(v, top):
+                            top = v
+                            win = cand
+                    of[o + ox] = top
+                    jf[o + ox] = win
+                o += uint64(ow)
+                continue
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(ow):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
+                best = xf[plane + uint64(at)]
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        v = xf[plane + uint64(iy * w + ix)]
+                        if _beats(v, best):
+                            best = v
+                            at = iy * w + ix
+                of[o + uint64(ox)] = best
+                jf[o + uint64(ox)] = at
+            o += uint64(ow)
+
+
+@njit
+def _scatter(vals, idx, dst, n, c, h, w, oh, ow, add):
+    """Scatter values to plane positions (add or assign); returns the number
+    of out-of-range indices, which are skipped."""
+    vf = vals.reshape(-1)
+    jf = idx.reshape(-1)
+    df = dst.reshape(-1)
+    hw = h * w
+    bad = 0
+    for p in prange(n * c):
+        plane = uint64(p * hw)
+        for k in range(uint64(hw)):
+            df[plane + k] = 0
+        src = uint64(p * oh * ow)
+        for k in range(uint64(oh * ow)):
+            at = jf[src + k]
+            if at < 0 or at >= hw:
+                bad += 1
+            elif add:
+                df[plane + uint64(at)] += vf[src + k]
+            else:
+                df[plane + uint64(at)] = vf[src + k]
+    return bad
+
+
+def maxpool_bwd(d_out, idx, d_x, n, c, h, w, oh, ow):
+    bad = _scatter(d_out, idx, d_x, n, c, h, w, oh, ow, True)
+    if bad:
+        raise IndexError(f"{bad} index value(s) outside [0, {h * w})")
+
+
+def maxunpool(x, idx, out, n, c, h, w, oh, ow):
+    bad = _scatter(x, idx, out, n, c, h, w, oh, ow, False)
+    if bad:
+        raise IndexError(f"{bad} index value(s) outside [0, {h * w})")
+
+
+@njit
+def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    scale = 1.0 / (kh * kw)  # zero padding counts in the divisor
+    for p in prange(n * c):
+        for oy in range(oh):
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(ow):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                acc = 0.0
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        acc += x[p // c, p % c, iy, ix]
+                out[p // c, p % c, oy, ox] = acc * scale
+
+
+@njit
+def avgpool_bwd(d_out, d_x, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    scale = d_x.dtype.type(1.0 / (kh * kw))
+    for p in prange(n * c):
+        img, ch = p // c, p % c
+        d_x[img, ch] = 0
+        for oy in range(oh):
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(ow):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                v = d_out[img, ch, oy, ox] * scale
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        d_x[img, ch, iy, ix] += v
+
+
+@njit
+def adaptive_avgpool_fwd(x, out, n, c, h, w, oh, ow):
+    for p in prange(n * c):
+        img, ch = p // c, p % c
+        for oy in range(oh):
+            ya, yb = oy * h // oh, ((oy + 1) * h + oh - 1) // oh
+            for ox in range(ow):
+                xa, xb = ox * w // ow, ((ox + 1) * w + ow - 1) // ow
+                acc = 0.0
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        acc += x[img, ch, iy, ix]
+                out[img, ch, oy, ox] = acc / ((yb - ya) * (xb - xa))
+
+
+@njit
+def adaptive_avgpool_bwd(d_out, d_x, n, c, h, w, oh, ow):
+    for p in prange(n * c):
+        img, ch = p // c, p % c
+        d_x[img, ch] = 0
+        for oy in range(oh):
+            ya, yb = oy * h // oh, ((oy + 1) * h + oh - 1) // oh
+            for ox in range(ow):
+                xa, xb = ox * w // ow, ((ox + 1) * w + ow - 1) // ow
+                v = d_x.dtype.type(d_out[img, ch, oy, ox] / ((yb - ya) * (xb - xa)))
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        d_x[img, ch, iy, ix] += v
+
+
+# -------------------------------------------------------------- batchnorm
+# x is viewed as (N, C, S), S = H*W or 1.  Reductions: one channel per task,
+# float64 accumulators, the same order at any thread count.
+
+
+@njit
+def bn_stats(x, mean, var, n, c, s):
+    x3 = x.reshape(n, c, s)
+    count = n * s
+    for ch in prange(c):
+        shift = np.float64(x3[0, ch, 0])  # sums of x - K: no cancellation when |mean| >> std
+        s1 = 0.0
+        s2 = 0.0
+        for img in range(n):
+            for k in range(s):
+                d = np.float64(x3[img, ch, k]) - shift
+                s1 += d
+                s2 += d * d
+        m = s1 / count
+        mean[ch] = shift + m
+        var[ch] = max(s2 / count - m * m, 0.0)
+
+
+@njit
+def channel_affine(x, a, b, out, n, c, s):
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    for p in prange(n * c):
+        ak, bk = a[p % c], b[p % c]
+        base = uint64(p * s)
+        for k in range(uint64(s)):
+            of[base + k] = xf[base + k] * ak + bk
+
+
+@njit
+def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
+    g3 = d_out.reshape(n, c, s)
+    x3 = x.reshape(n, c, s)
+    for ch in prange(c):
+        m = np.float64(mean[ch])
+        a = 0.0
+        b = 0.0
+        for img in range(n):
+            for k in range(s):
+                g = np.float64(g3[img, ch, k])
+                a += g
+                b += g * (np.float64(x3[img, ch, k]) - m)
+        sum_dy[ch] = a
+        sum_dy_xmu[ch] = b
+
+
+@njit
+def bn_bwd_apply(d_out, x, k_dy, k_x, k_0, d_x, n, c, s):
+    gf = d_out.reshape(-1)
+    xf = x.reshape(-1)
+    of = d_x.reshape(-1)
+    for p in prange(n * c):
+        ch = p % c
+        a, b, z = k_dy[ch], k_x[ch], k_0[ch]
+        base = uint64(p * s)
+        for k in range(uint64(s)):
+            of[base + k] = gf[base + k] * a + xf[base + k] * b + z

@@ -34,3 +34,120 @@ def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
                 :, i, j
             ].transpose(1, 0, 2, 3)
     x[...] = x_pad[:, :, ph : ph + h, pw : pw + w]
+
+
+# ---------------------------------------------------------------- pooling
+def _pool_offsets(kh, kw):
+    """Window offsets (i, j) in row-major order: the tie-break order."""
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Max over each window; idx = h*W + w of the winner in its plane.
+    Padding never wins (it is -inf); ties keep the first element in row-major
+    window order; NaN beats everything (the first NaN is kept)."""
+    best = np.empty((n, c, oh, ow), dtype=x.dtype)
+    found = np.zeros((n, c, oh, ow), dtype=bool)
+    oy = np.arange(oh)[:, None] * sh - ph  # window top-left, (OH, 1)
+    ox = np.arange(ow)[None, :] * sw - pw  # (1, OW)
+    for i, j in _pool_offsets(kh, kw):
+        iy, ix = oy + i, ox + j  # input coordinates read by this offset
+        valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)  # (OH, OW)
+        v = x[:, :, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)]
+        beats = (v > best) | (np.isnan(v) & ~np.isnan(best))
+        take = valid & (~found | beats)  # (N, C, OH, OW)
+        best = np.where(take, v, best)
+        idx[...] = np.where(take, iy * w + ix, idx)
+        found |= valid
+    out[...] = best
+
+
+def maxpool_bwd(d_out, idx, d_x, n, c, h, w, oh, ow):
+    """Route each gradient to its winner, adding where windows overlap."""
+    _check_indices(idx, h * w)
+    flat = d_x.reshape(n * c, h * w)
+    flat[...] = 0
+    planes = np.arange(n * c)[:, None]
+    np.add.at(flat, (planes, idx.reshape(n * c, -1)), d_out.reshape(n * c, -1))
+
+
+def maxunpool(x, idx, out, n, c, h, w, oh, ow):
+    """Put each value back at its index; every other position is zero."""
+    _check_indices(idx, h * w)
+    flat = out.reshape(n * c, h * w)
+    flat[...] = 0
+    planes = np.arange(n * c)[:, None]
+    flat[planes, idx.reshape(n * c, -1)] = x.reshape(n * c, -1)
+
+
+def _check_indices(idx, size):
+    bad = np.count_nonzero((idx < 0) | (idx >= size))
+    if bad:
+        raise IndexError(f"{bad} index value(s) outside [0, {size})")
+
+
+def _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """(N, C, OH, OW, KH, KW) view of the zero-padded input."""
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(x_pad, (kh, kw), axis=(2, 3))
+    return win[:, :, ::sh, ::sw][:, :, :oh, :ow]
+
+
+def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Mean over each window, zero padding counted in the divisor."""
+    out[...] = _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow).mean(axis=(4, 5))
+
+
+def avgpool_bwd(d_out, d_x, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d_x.dtype)
+    share = d_out / (kh * kw)
+    for i, j in _pool_offsets(kh, kw):
+        grad_pad[:, :, _window(i, oh, sh), _window(j, ow, sw)] += share
+    d_x[...] = grad_pad[:, :, ph : ph + h, pw : pw + w]
+
+
+def _adaptive_bins(size, out):
+    """PyTorch's bins: [floor(i*size/out), ceil((i+1)*size/out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avgpool_fwd(x, out, n, c, h, w, oh, ow):
+    for oy, (ya, yb) in enumerate(_adaptive_bins(h, oh)):
+        for ox, (xa, xb) in enumerate(_adaptive_bins(w, ow)):
+            out[:, :, oy, ox] = x[:, :, ya:yb, xa:xb].mean(axis=(2, 3))
+
+
+def adaptive_avgpool_bwd(d_out, d_x, n, c, h, w, oh, ow):
+    d_x[...] = 0
+    for oy, (ya, yb) in enumerate(_adaptive_bins(h, oh)):
+        for ox, (xa, xb) in enumerate(_adaptive_bins(w, ow)):
+            d_x[:, :, ya:yb, xa:xb] += (d_out[:, :, oy, ox] / ((yb - ya) * (xb - xa)))[:, :, None, None]
+
+
+# -------------------------------------------------------------- batchnorm
+# x is viewed as (N, C, S): S = H*W, or 1 for (N, C) input.
+def bn_stats(x, mean, var, n, c, s):
+    """Per-channel mean and biased variance over N and S."""
+    x3 = x.reshape(n, c, s)
+    mean[...] = x3.mean(axis=(0, 2), dtype=np.float64)
+    var[...] = x3.var(axis=(0, 2), dtype=np.float64)
+
+
+def channel_affine(x, a, b, out, n, c, s):
+    """out = x * a[c] + b[c]."""
+    out.reshape(n, c, s)[...] = x.reshape(n, c, s) * a[:, None] + b[:, None]
+
+
+def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
+    """sum(dy) and sum(dy * (x - mean)) per channel."""
+    g = d_out.reshape(n, c, s).astype(np.float64)
+    xmu = x.reshape(n, c, s) - mean[:, None].astype(np.float64)
+    sum_dy[...] = g.sum(axis=(0, 2))
+    sum_dy_xmu[...] = (g * xmu).sum(axis=(0, 2))
+
+
+def bn_bwd_apply(d_out, x, k_dy, k_x, k_0, d_x, n, c, s):
+    """d_x = dy * k_dy[c] + x * k_x[c] + k_0[c]."""
+    d_x.reshape(n, c, s)[...] = (
+        d_out.reshape(n, c, s) * k_dy[:, None] + x.reshape(n, c, s) * k_x[:, None] + k_0[:, None]
+    )

@@ -3,6 +3,33 @@
 Every function takes an optional keyword ``backend=`` ("numpy", "numba", "c");
 without it the current backend is used (see :func:`fastconv.set_backend`).
 """
+from .batchnorm import BatchNormCache, batch_norm_backward, batch_norm_forward
 from .im2col import col2im, im2col
+from .pooling import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    avg_pool2d,
+    avg_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+    max_unpool2d,
+)
 
-__all__ = ["im2col", "col2im"]
+__all__ = [
+    "BatchNormCache",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "batch_norm_backward",
+    "batch_norm_forward",
+    "col2im",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "im2col",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_unpool2d",
+]

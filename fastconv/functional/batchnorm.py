@@ -1,0 +1,122 @@
+"""Batch normalisation: forward with running statistics, closed-form backward.
+
+x is (N, C) or (N, C, H, W); statistics are per channel over N (and H, W).
+Training normalises with the batch mean and biased variance and updates the
+running statistics in place (PyTorch's convention: the running variance takes
+the *unbiased* batch variance).  Eval normalises with the running statistics.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _checks, backends
+
+
+class BatchNormCache(NamedTuple):
+    """What batch_norm_backward needs from the forward pass."""
+
+    x: np.ndarray  # C-contiguous input
+    mean: np.ndarray  # (C,) statistics used to normalise, x's dtype
+    inv_std: np.ndarray  # (C,) 1 / sqrt(var + eps), x's dtype
+    gamma: np.ndarray  # (C,) x's dtype
+    training: bool
+    backend: str | None
+
+
+def _per_channel(v, name, c, dtype=None, writeable=False):
+    if not isinstance(v, np.ndarray):
+        if writeable:
+            raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(v).__name__}")
+        v = np.asarray(v)
+    if v.shape != (c,):
+        raise ValueError(f"{name} has shape {v.shape}, but x has {c} channels: expected ({c},)")
+    if v.dtype not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {v.dtype}; expected float32 or float64")
+    if writeable and not v.flags.writeable:
+        raise ValueError(f"{name} is read-only, but training updates it in place")
+    return v if dtype is None else np.ascontiguousarray(v, dtype=dtype)
+
+
+def _nc_s(x):
+    n, c = x.shape[:2]
+    return n, c, int(np.prod(x.shape[2:], dtype=np.int64)) if x.ndim == 4 else 1
+
+
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
+                       momentum=0.1, eps=1e-5, *, backend=None):
+    """Returns ``(out, cache)``; out = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    In training, ``running_mean``/``running_var`` are updated in place:
+    ``running = (1 - momentum) * running + momentum * batch``."""
+    x = _checks.float_array(x, "x", ndim=(2, 4), layout="(N, C) or (N, C, H, W)")
+    n, c, s = _nc_s(x)
+    gamma = _per_channel(gamma, "gamma", c, x.dtype)
+    beta = _per_channel(beta, "beta", c, x.dtype)
+    running_mean = _per_channel(running_mean, "running_mean", c, writeable=training)
+    running_var = _per_channel(running_var, "running_var", c, writeable=training)
+    if not (0.0 <= momentum <= 1.0):
+        raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    kernels = backends.resolve(backend)
+    if training:
+        count = n * s
+        if count < 2:
+            raise ValueError(
+                f"training BatchNorm needs more than one value per channel to estimate a "
+                f"variance, got x of shape {x.shape}; use a batch of 2 or more, or eval mode"
+            )
+        mean = np.empty(c, dtype=x.dtype)
+        var = np.empty(c, dtype=x.dtype)
+        kernels.bn_stats(x, mean, var, n, c, s)
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * (count / (count - 1))
+    else:
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+    inv_std = (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(x.dtype)
+    scale = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
+    shift = (beta - mean.astype(np.float64) * scale).astype(x.dtype)
+    out = np.empty_like(x)
+    kernels.channel_affine(x, scale, shift, out, n, c, s)
+    return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend)
+
+
+def batch_norm_backward(d_out, cache: BatchNormCache, *, backend=None):
+    """Returns ``(d_x, d_gamma, d_beta)``, by the closed form
+
+    d_x = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
+
+    (M = N*H*W) in training; ``gamma * inv_std * dy`` in eval, where the
+    statistics are constants.  Two passes: one reduction, one elementwise."""
+    if not isinstance(cache, BatchNormCache):
+        raise TypeError("cache must be the BatchNormCache returned by batch_norm_forward")
+    x = cache.x
+    d_out = _checks.float_array(d_out, "d_out", ndim=x.ndim)
+    if d_out.shape != x.shape:
+        raise ValueError(f"d_out has shape {d_out.shape} but the forward input had {x.shape}")
+    _checks.same_dtype(d_out, x, "d_out", "the forward input")
+    n, c, s = _nc_s(x)
+    kernels = backends.resolve(cache.backend if backend is None else backend)
+    sum_dy = np.empty(c, dtype=x.dtype)
+    sum_dy_xmu = np.empty(c, dtype=x.dtype)
+    kernels.bn_bwd_reduce(d_out, x, cache.mean, sum_dy, sum_dy_xmu, n, c, s)
+    inv_std = cache.inv_std.astype(np.float64)
+    gamma = cache.gamma.astype(np.float64)
+    d_gamma = (sum_dy_xmu * inv_std).astype(x.dtype)
+    d_beta = sum_dy.copy()
+    k_dy = gamma * inv_std
+    if cache.training:
+        m = n * s
+        k_x = -gamma * inv_std**3 * sum_dy_xmu / m
+        k_0 = -k_dy * sum_dy / m - cache.mean * k_x
+    else:
+        k_x = np.zeros(c)
+        k_0 = np.zeros(c)
+    d_x = np.empty_like(x)
+    kernels.bn_bwd_apply(d_out, x, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s)
+    return d_x, d_gamma, d_beta

@@ -1,0 +1,98 @@
+"""BatchNorm: forward (train and eval), running statistics, closed-form backward."""
+import numpy as np
+import pytest
+
+import fastconv.functional as F
+from conftest import TOL, assert_close
+import naive
+
+SHAPES = [(8, 3, 5, 5), (4, 2, 7, 3), (6, 5), (5, 4, 1, 1), (2, 3, 1, 1), (3, 1, 4, 4)]
+
+
+def _params(c, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0.5, 1.5, c).astype(dtype), rng.standard_normal(c).astype(dtype))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_training_forward_and_running_stats(backend, dtype, shape):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    c = shape[1]
+    gamma, beta = _params(c, dtype)
+    rm, rv = np.full(c, 0.5), np.full(c, 2.0)
+    out, cache = F.batch_norm_forward(x, gamma, beta, rm, rv, momentum=0.2, eps=1e-5, backend=backend)
+    ref, mean, var = naive.batch_norm_train(x.astype(np.float64), gamma, beta, 1e-5)
+    assert_close(out, ref.astype(dtype))
+    m = x.size // c
+    np.testing.assert_allclose(rm, 0.8 * 0.5 + 0.2 * mean, **TOL[dtype])
+    np.testing.assert_allclose(rv, 0.8 * 2.0 + 0.2 * var * m / (m - 1), **TOL[dtype])  # unbiased
+    assert cache.training
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_eval_uses_running_stats(backend, dtype, shape):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    gamma, beta = _params(c, dtype)
+    rm, rv = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+    rm0, rv0 = rm.copy(), rv.copy()
+    out, _ = F.batch_norm_forward(x, gamma, beta, rm, rv, training=False, backend=backend)
+    bshape = (1, c) + (1,) * (x.ndim - 2)
+    expected = gamma.reshape(bshape) * (x - rm.reshape(bshape)) / np.sqrt(rv.reshape(bshape) + 1e-5) + beta.reshape(bshape)
+    assert_close(out, expected.astype(dtype))
+    np.testing.assert_array_equal(rm, rm0)  # eval never touches the running statistics
+    np.testing.assert_array_equal(rv, rv0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_backward_gradcheck(backend, shape, training):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape) * 2 + 1
+    c = shape[1]
+    gamma, beta = _params(c, np.float64)
+    rm, rv = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+    d_out = rng.standard_normal(shape)
+
+    def forward(x_, g_=gamma, b_=beta):
+        return F.batch_norm_forward(x_, g_, b_, rm.copy(), rv.copy(), training=training, backend=backend)[0]
+
+    _, cache = F.batch_norm_forward(x, gamma, beta, rm.copy(), rv.copy(), training=training, backend=backend)
+    d_x, d_gamma, d_beta = F.batch_norm_backward(d_out, cache)
+    assert naive.rel_error(d_x, naive.numerical_grad(forward, x.copy(), d_out)) < 1e-6
+    assert naive.rel_error(d_gamma, naive.numerical_grad(lambda g: forward(x, g_=g), gamma.copy(), d_out)) < 1e-6
+    assert naive.rel_error(d_beta, naive.numerical_grad(lambda b: forward(x, b_=b), beta.copy(), d_out)) < 1e-6
+
+
+def test_backends_agree_in_float32(dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 8, 9, 9)).astype(dtype)
+    d_out = rng.standard_normal(x.shape).astype(dtype)
+    gamma, beta = _params(8, dtype)
+    results = {}
+    import fastconv
+
+    for name in fastconv.available_backends():
+        out, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(8), np.ones(8), backend=name)
+        results[name] = (out, *F.batch_norm_backward(d_out, cache))
+    for name, got in results.items():
+        for a, b in zip(got, results["numpy"]):
+            assert_close(a, b)
+
+
+def test_large_mean_small_spread_is_accurate(backend):
+    """Shifted sums: no catastrophic cancellation when |mean| >> std."""
+    rng = np.random.default_rng(5)
+    x = (1e4 + rng.standard_normal((32, 2, 8, 8)) * 1e-2).astype(np.float64)
+    out, _ = F.batch_norm_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), eps=1e-12, backend=backend)
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-6)
+
+
+def test_dx_sums_to_zero_per_channel(backend):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 4, 6, 6))
+    _, cache = F.batch_norm_forward(x, np.ones(4) * 2, np.zeros(4), np.zeros(4), np.ones(4), backend=backend)
+    d_x, _, _ = F.batch_norm_backward(rng.standard_normal(x.shape), cache)
+    np.testing.assert_allclose(d_x.sum(axis=(0, 2, 3)), 0, atol=1e-10)
