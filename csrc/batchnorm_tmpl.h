@@ -18,6 +18,8 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
         double s1 = 0, s2 = 0;
         for (int64_t img = 0; img < n; ++img) {
             const REAL *p = x + (img * c + ch) * s;
+            /* simd reduction: vectorised (reassociated) partial sums */
+#pragma omp simd reduction(+ : s1, s2)
             for (int64_t k = 0; k < s; ++k) {
                 const double d = (double)p[k] - shift;
                 s1 += d;
@@ -59,6 +61,7 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
         for (int64_t img = 0; img < n; ++img) {
             const REAL *g = d_out + (img * c + ch) * s;
             const REAL *xp = x + (img * c + ch) * s;
+#pragma omp simd reduction(+ : a, b)
             for (int64_t k = 0; k < s; ++k) {
                 a += g[k];
                 b += (double)g[k] * ((double)xp[k] - m);
@@ -70,20 +73,23 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
     return FC_OK;
 }
 
-/* d_x = dy * k_dy[c] + x * k_x[c] + k_0[c]: the closed-form BatchNorm
- * backward with every per-channel term folded into three coefficients. */
+/* d_x = dy * k_dy[c] + (x - mean[c]) * k_x[c] + k_0[c]: the closed-form
+ * BatchNorm backward with its per-channel terms folded into coefficients.
+ * (x - mean) is formed first: x * k_x - mean * k_x would cancel badly when
+ * |mean| >> std. */
 int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
-                        const REAL *restrict k_dy, const REAL *restrict k_x,
+                        const REAL *restrict mean, const REAL *restrict k_dy,
+                        const REAL *restrict k_x,
                         const REAL *restrict k_0, REAL *restrict d_x, int64_t n, int64_t c,
                         int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const int64_t ch = p % c;
-        const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch];
+        const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch], m = mean[ch];
         const REAL *g = d_out + p * s, *xp = x + p * s;
         REAL *o = d_x + p * s;
-        for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + xp[k] * b + z;
+        for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + (xp[k] - m) * b + z;
     }
     return FC_OK;
 }

@@ -87,15 +87,15 @@ int fc_channel_affine_f32(const float *x, const float *a, const float *b, float 
                           int64_t n, int64_t c, int64_t s);
 int fc_bn_bwd_reduce_f32(const float *d_out, const float *x, const float *mean,
                          float *sum_dy, float *sum_dy_xmu, int64_t n, int64_t c, int64_t s);
-int fc_bn_bwd_apply_f32(const float *d_out, const float *x, const float *k_dy, const float *k_x,
-                        const float *k_0, float *d_x, int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_apply_f32(const float *d_out, const float *x, const float *mean, const float *k_dy,
+                        const float *k_x, const float *k_0, float *d_x, int64_t n, int64_t c, int64_t s);
 int fc_bn_stats_f64(const double *x, double *mean, double *var, int64_t n, int64_t c, int64_t s);
 int fc_channel_affine_f64(const double *x, const double *a, const double *b, double *out,
                           int64_t n, int64_t c, int64_t s);
 int fc_bn_bwd_reduce_f64(const double *d_out, const double *x, const double *mean,
                          double *sum_dy, double *sum_dy_xmu, int64_t n, int64_t c, int64_t s);
-int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *k_dy, const double *k_x,
-                        const double *k_0, double *d_x, int64_t n, int64_t c, int64_t s);
+int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *k_dy,
+                        const double *k_x, const double *k_0, double *d_x, int64_t n, int64_t c, int64_t s);
 /* CDEF END */
 
 #endif

@@ -1,4 +1,5 @@
 /* Max, average and adaptive-average pooling, float and double (pool_tmpl.h). */
+#include <stdlib.h>
 #include <string.h>
 #include "common.h"
 

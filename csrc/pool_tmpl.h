@@ -19,6 +19,26 @@ static inline int FN(beats)(REAL v, REAL best) {
     return v > best || (v != v && best == best);
 }
 
+/* 2x2/2 max pool of outputs [lo, hi) of output row oy: the scan of the
+ * generic path unrolled for the 2x2 window (this form the compiler
+ * vectorises; see the tail handling in fc_maxpool_fwd). */
+#define POOL_CHUNK 8
+static inline void FN(pool22_span)(const REAL *restrict plane, int64_t w, int64_t oy,
+                                   REAL *restrict o, int64_t *restrict ix, int64_t lo,
+                                   int64_t hi) {
+    const REAL *r0 = plane + 2 * oy * w, *r1 = r0 + w;
+    for (int64_t ox = lo; ox < hi; ++ox) {
+        const int64_t x0 = 2 * ox;
+        REAL best = r0[x0];
+        int64_t at = 2 * oy * w + x0;
+        if (FN(beats)(r0[x0 + 1], best)) { best = r0[x0 + 1]; at = 2 * oy * w + x0 + 1; }
+        if (FN(beats)(r1[x0], best)) { best = r1[x0]; at = (2 * oy + 1) * w + x0; }
+        if (FN(beats)(r1[x0 + 1], best)) { best = r1[x0 + 1]; at = (2 * oy + 1) * w + x0 + 1; }
+        o[ox] = best;
+        ix[ox] = at;
+    }
+}
+
 int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *restrict idx,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
@@ -31,19 +51,16 @@ int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *rest
         REAL *o = out + p * oh * ow;
         int64_t *ix = idx + p * oh * ow;
         if (fast22) {
-            /* The common 2x2/2 pool: no bounds, the window is two row pairs. */
             for (int64_t oy = 0; oy < oh; ++oy) {
-                const REAL *r0 = plane + 2 * oy * w, *r1 = r0 + w;
-                for (int64_t ox = 0; ox < ow; ++ox) {
-                    const int64_t x0 = 2 * ox;
-                    REAL best = r0[x0];
-                    int64_t at = 2 * oy * w + x0;
-                    if (FN(beats)(r0[x0 + 1], best)) { best = r0[x0 + 1]; at = 2 * oy * w + x0 + 1; }
-                    if (FN(beats)(r1[x0], best)) { best = r1[x0]; at = (2 * oy + 1) * w + x0; }
-                    if (FN(beats)(r1[x0 + 1], best)) { best = r1[x0 + 1]; at = (2 * oy + 1) * w + x0 + 1; }
-                    o[oy * ow + ox] = best;
-                    ix[oy * ow + ox] = at;
-                }
+                REAL *orow = o + oy * ow;
+                int64_t *irow = ix + oy * ow;
+                const int64_t body = ow - ow % POOL_CHUNK;
+                FN(pool22_span)(plane, w, oy, orow, irow, 0, body);
+                /* The tail as one more full chunk overlapping the body:
+                 * recomputing a few outputs is harmless and runs the vector
+                 * code (a scalar tail mispredicts its branches on random data). */
+                if (body < ow)
+                    FN(pool22_span)(plane, w, oy, orow, irow, ow >= POOL_CHUNK ? ow - POOL_CHUNK : 0, ow);
             }
             continue;
         }
@@ -104,29 +121,46 @@ int FN(fc_maxunpool)(const REAL *restrict x, const int64_t *restrict idx, REAL *
     return FN(scatter)(x, idx, out, n, c, h, w, oh, ow, 0);
 }
 
+/* Average pooling walks the window offsets (i, j) and, for each, adds a
+ * shifted (strided) copy of the input rows into the output rows: the inner
+ * loop runs over ox without bounds tests, as in col2im.  ranges[] holds the
+ * valid output range per offset. */
+static int64_t *FN(pool_ranges)(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                                int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
+    int64_t *r = malloc(sizeof(int64_t) * 2 * (kh + kw));
+    if (r == NULL) return NULL;
+    for (int64_t i = 0; i < kh; ++i) fc_valid_range(h, oh, sh, i, 1, ph, &r[2 * i], &r[2 * i + 1]);
+    for (int64_t j = 0; j < kw; ++j)
+        fc_valid_range(w, ow, sw, j, 1, pw, &r[2 * (kh + j)], &r[2 * (kh + j) + 1]);
+    return r;
+}
+
 int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
     int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
     if (status != FC_OK) return status;
-    const double scale = 1.0 / (double)(kh * kw); /* zero padding counts in the divisor */
+    int64_t *r = FN(pool_ranges)(h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    if (r == NULL) return FC_ERR_NOMEM;
+    const REAL scale = (REAL)(1.0 / (double)(kh * kw)); /* zero padding counts in the divisor */
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL *plane = x + p * h * w;
         REAL *o = out + p * oh * ow;
-        for (int64_t oy = 0; oy < oh; ++oy) {
-            const int64_t y0 = oy * sh - ph;
-            const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
-            for (int64_t ox = 0; ox < ow; ++ox) {
-                const int64_t x0 = ox * sw - pw;
-                const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
-                double acc = 0;
-                for (int64_t iy = ya; iy < yb; ++iy)
-                    for (int64_t ix = xa; ix < xb; ++ix) acc += plane[iy * w + ix];
-                o[oy * ow + ox] = (REAL)(acc * scale);
+        memset(o, 0, sizeof(REAL) * oh * ow);
+        for (int64_t i = 0; i < kh; ++i) {
+            for (int64_t j = 0; j < kw; ++j) {
+                const int64_t xa = r[2 * (kh + j)], xb = r[2 * (kh + j) + 1];
+                for (int64_t oy = r[2 * i]; oy < r[2 * i + 1]; ++oy) {
+                    const REAL *src = plane + (oy * sh + i - ph) * w + j - pw;
+                    REAL *dst = o + oy * ow;
+                    for (int64_t ox = xa; ox < xb; ++ox) dst[ox] += src[ox * sw];
+                }
             }
         }
+        for (int64_t k = 0; k < oh * ow; ++k) o[k] *= scale;
     }
+    free(r);
     return FC_OK;
 }
 
@@ -135,24 +169,26 @@ int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
     int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
     if (status != FC_OK) return status;
+    int64_t *r = FN(pool_ranges)(h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw));
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         REAL *plane = d_x + p * h * w;
         const REAL *g = d_out + p * oh * ow;
         memset(plane, 0, sizeof(REAL) * h * w);
-        for (int64_t oy = 0; oy < oh; ++oy) {
-            const int64_t y0 = oy * sh - ph;
-            const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
-            for (int64_t ox = 0; ox < ow; ++ox) {
-                const int64_t x0 = ox * sw - pw;
-                const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
-                const REAL v = g[oy * ow + ox] * scale;
-                for (int64_t iy = ya; iy < yb; ++iy)
-                    for (int64_t ix = xa; ix < xb; ++ix) plane[iy * w + ix] += v;
+        for (int64_t i = 0; i < kh; ++i) {
+            for (int64_t j = 0; j < kw; ++j) {
+                const int64_t xa = r[2 * (kh + j)], xb = r[2 * (kh + j) + 1];
+                for (int64_t oy = r[2 * i]; oy < r[2 * i + 1]; ++oy) {
+                    REAL *dst = plane + (oy * sh + i - ph) * w + j - pw;
+                    const REAL *src = g + oy * ow;
+                    for (int64_t ox = xa; ox < xb; ++ox) dst[ox * sw] += src[ox] * scale;
+                }
             }
         }
     }
+    free(r);
     return FC_OK;
 }
 
@@ -173,8 +209,19 @@ int FN(fc_adaptive_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
             for (int64_t ox = 0; ox < ow; ++ox) {
                 const int64_t xa = FN(bin_start)(ox, w, ow), xb = FN(bin_end)(ox, w, ow);
                 double acc = 0;
-                for (int64_t iy = ya; iy < yb; ++iy)
-                    for (int64_t ix = xa; ix < xb; ++ix) acc += plane[iy * w + ix];
+                if (xa == 0 && xb == w) {
+                    /* full-width bins (global pooling): one contiguous block */
+                    const REAL *blk = plane + ya * w;
+#pragma omp simd reduction(+ : acc)
+                    for (int64_t k = 0; k < (yb - ya) * w; ++k) acc += blk[k];
+                } else {
+                    for (int64_t iy = ya; iy < yb; ++iy) {
+                        const REAL *row = plane + iy * w;
+                        /* simd reduction: lets the compiler reassociate the sum */
+#pragma omp simd reduction(+ : acc)
+                        for (int64_t ix = xa; ix < xb; ++ix) acc += row[ix];
+                    }
+                }
                 out[p * oh * ow + oy * ow + ox] = (REAL)(acc / (double)((yb - ya) * (xb - xa)));
             }
         }
@@ -202,3 +249,5 @@ int FN(fc_adaptive_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
     }
     return FC_OK;
 }
+
+#undef POOL_CHUNK

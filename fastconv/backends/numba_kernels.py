@@ -22,6 +22,9 @@ from .. import config
 _OPTS = config.numba_options()
 njit = numba.njit(**_OPTS)
 njit_serial = numba.njit(**{**_OPTS, "parallel": False})
+# Reductions may reassociate their sums (vectorised partial sums), as the C
+# kernels' `omp simd reduction`; nothing else changes IEEE semantics.
+njit_reduce = numba.njit(**{**_OPTS, "fastmath": {"reassoc"}})
 
 
 def set_num_threads(n: int) -> None:
@@ -152,17 +155,27 @@ def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
         for oy in range(oh):
             if fast22:
                 r0 = uint64(2 * oy * w)
-                for ox in range(uint64(ow)):
-                    a = r0 + uint64(2) * ox
-                    top = xf[plane + a]  # (own names: these are uint64, the
-                    win = a              #  general path's are int64)
-                    for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
-                        v = xf[plane + cand]
-                        if _beats(v, top):
-                            top = v
-                            win = cand
-                    of[o + ox] = top
-                    jf[o + ox] = win
+                # Whole chunks of 8 outputs, the tail as one more chunk that
+                # overlaps the last (recomputing is harmless): LLVM's vector
+                # body runs, not a scalar tail that mispredicts on random data.
+                body = ow - ow % 8
+                for seg in range(2):
+                    lo, hi = 0, body
+                    if seg == 1:
+                        if body == ow:
+                            break
+                        lo, hi = max(ow - 8, 0), ow
+                    for ox in range(uint64(lo), uint64(hi)):
+                        a = r0 + uint64(2) * ox
+                        top = xf[plane + a]  # (own names: these are uint64, the
+                        win = a              #  general path's are int64)
+                        for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
+                            v = xf[plane + cand]
+                            if _beats(v, top):
+                                top = v
+                                win = cand
+                        of[o + ox] = top
+                        jf[o + ox] = win
                 o += uint64(ow)
                 continue
             y0 = oy * sh - ph
@@ -220,53 +233,77 @@ def maxunpool(x, idx, out, n, c, h, w, oh, ow):
         raise IndexError(f"{bad} index value(s) outside [0, {h * w})")
 
 
+@njit_serial
+def _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    return _ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+
+
 @njit
 def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    scale = 1.0 / (kh * kw)  # zero padding counts in the divisor
+    # Walk the window offsets (i, j); each adds a shifted, strided copy of the
+    # input rows into the output rows (inner loops without bounds tests).
+    r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    scale = x.dtype.type(1.0 / (kh * kw))  # zero padding counts in the divisor
+    usw = uint64(sw)
     for p in prange(n * c):
-        for oy in range(oh):
-            y0 = oy * sh - ph
-            ya, yb = max(y0, 0), min(y0 + kh, h)
-            for ox in range(ow):
-                x0 = ox * sw - pw
-                xa, xb = max(x0, 0), min(x0 + kw, w)
-                acc = 0.0
-                for iy in range(ya, yb):
-                    for ix in range(xa, xb):
-                        acc += x[p // c, p % c, iy, ix]
-                out[p // c, p % c, oy, ox] = acc * scale
+        o = uint64(p * oh * ow)
+        for k in range(uint64(oh * ow)):
+            of[o + k] = 0
+        for i in range(kh):
+            for j in range(kw):
+                xa, xb = uint64(r[kh + j, 0]), uint64(r[kh + j, 1])
+                for oy in range(r[i, 0], r[i, 1]):
+                    src = uint64(p * h * w + (oy * sh + i - ph) * w + j - pw + r[kh + j, 0] * sw)
+                    dst = o + uint64(oy * ow) + xa
+                    for k in range(xb - xa):
+                        of[dst + k] += xf[src + k * usw]
+        for k in range(uint64(oh * ow)):
+            of[o + k] *= scale
 
 
 @njit
 def avgpool_bwd(d_out, d_x, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    gf = d_out.reshape(-1)
+    df = d_x.reshape(-1)
     scale = d_x.dtype.type(1.0 / (kh * kw))
+    usw = uint64(sw)
     for p in prange(n * c):
-        img, ch = p // c, p % c
-        d_x[img, ch] = 0
-        for oy in range(oh):
-            y0 = oy * sh - ph
-            ya, yb = max(y0, 0), min(y0 + kh, h)
-            for ox in range(ow):
-                x0 = ox * sw - pw
-                xa, xb = max(x0, 0), min(x0 + kw, w)
-                v = d_out[img, ch, oy, ox] * scale
-                for iy in range(ya, yb):
-                    for ix in range(xa, xb):
-                        d_x[img, ch, iy, ix] += v
+        plane = uint64(p * h * w)
+        for k in range(uint64(h * w)):
+            df[plane + k] = 0
+        for i in range(kh):
+            for j in range(kw):
+                xa, xb = uint64(r[kh + j, 0]), uint64(r[kh + j, 1])
+                for oy in range(r[i, 0], r[i, 1]):
+                    dst = uint64(p * h * w + (oy * sh + i - ph) * w + j - pw + r[kh + j, 0] * sw)
+                    src = uint64(p * oh * ow + oy * ow) + xa
+                    for k in range(xb - xa):
+                        df[dst + k * usw] += gf[src + k] * scale
 
 
-@njit
+@njit_reduce
 def adaptive_avgpool_fwd(x, out, n, c, h, w, oh, ow):
+    xf = x.reshape(-1)
     for p in prange(n * c):
         img, ch = p // c, p % c
+        plane = uint64(p * h * w)
         for oy in range(oh):
             ya, yb = oy * h // oh, ((oy + 1) * h + oh - 1) // oh
             for ox in range(ow):
                 xa, xb = ox * w // ow, ((ox + 1) * w + ow - 1) // ow
                 acc = 0.0
-                for iy in range(ya, yb):
-                    for ix in range(xa, xb):
-                        acc += x[img, ch, iy, ix]
+                if xa == 0 and xb == w:  # full-width bins (global pooling): one block
+                    start = plane + uint64(ya * w)
+                    for k in range(uint64((yb - ya) * w)):
+                        acc += xf[start + k]
+                else:
+                    for iy in range(ya, yb):
+                        row = plane + uint64(iy * w)
+                        for ix in range(uint64(xa), uint64(xb)):
+                            acc += xf[row + ix]
                 out[img, ch, oy, ox] = acc / ((yb - ya) * (xb - xa))
 
 
@@ -290,7 +327,7 @@ def adaptive_avgpool_bwd(d_out, d_x, n, c, h, w, oh, ow):
 # float64 accumulators, the same order at any thread count.
 
 
-@njit
+@njit_reduce
 def bn_stats(x, mean, var, n, c, s):
     x3 = x.reshape(n, c, s)
     count = n * s
@@ -319,7 +356,7 @@ def channel_affine(x, a, b, out, n, c, s):
             of[base + k] = xf[base + k] * ak + bk
 
 
-@njit
+@njit_reduce
 def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
     g3 = d_out.reshape(n, c, s)
     x3 = x.reshape(n, c, s)
@@ -337,13 +374,13 @@ def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
 
 
 @njit
-def bn_bwd_apply(d_out, x, k_dy, k_x, k_0, d_x, n, c, s):
+def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
     gf = d_out.reshape(-1)
     xf = x.reshape(-1)
     of = d_x.reshape(-1)
     for p in prange(n * c):
         ch = p % c
-        a, b, z = k_dy[ch], k_x[ch], k_0[ch]
+        a, b, z, m = k_dy[ch], k_x[ch], k_0[ch], mean[ch]
         base = uint64(p * s)
         for k in range(uint64(s)):
-            of[base + k] = gf[base + k] * a + xf[base + k] * b + z
+            of[base + k] = gf[base + k] * a + (xf[base + k] - m) * b + z

@@ -146,8 +146,10 @@ def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
     sum_dy_xmu[...] = (g * xmu).sum(axis=(0, 2))
 
 
-def bn_bwd_apply(d_out, x, k_dy, k_x, k_0, d_x, n, c, s):
-    """d_x = dy * k_dy[c] + x * k_x[c] + k_0[c]."""
+def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
+    """d_x = dy * k_dy[c] + (x - mean[c]) * k_x[c] + k_0[c]."""
     d_x.reshape(n, c, s)[...] = (
-        d_out.reshape(n, c, s) * k_dy[:, None] + x.reshape(n, c, s) * k_x[:, None] + k_0[:, None]
+        d_out.reshape(n, c, s) * k_dy[:, None]
+        + (x.reshape(n, c, s) - mean[:, None]) * k_x[:, None]
+        + k_0[:, None]
     )

@@ -113,10 +113,10 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, backend=None):
     if cache.training:
         m = n * s
         k_x = -gamma * inv_std**3 * sum_dy_xmu / m
-        k_0 = -k_dy * sum_dy / m - cache.mean * k_x
+        k_0 = -k_dy * sum_dy / m
     else:
         k_x = np.zeros(c)
         k_0 = np.zeros(c)
     d_x = np.empty_like(x)
-    kernels.bn_bwd_apply(d_out, x, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s)
+    kernels.bn_bwd_apply(d_out, x, cache.mean, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s)
     return d_x, d_gamma, d_beta
