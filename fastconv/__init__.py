@@ -12,11 +12,44 @@ from .backends import (
     set_backend,
     use_backend,
 )
+from . import functional, signal
+from ._random import seed
 from .functional import col2im, im2col
+from .gradcheck import gradcheck
+from .layers import (
+    AdaptiveAvgPool2D,
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Bottleneck,
+    Conv2D,
+    Dense,
+    DepthwiseSeparableConv,
+    Dropout,
+    Dropout2D,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    ResidualBlock,
+    SEBlock,
+    Sigmoid,
+    Softmax,
+)
+from .losses import SoftmaxCrossEntropy
+from .model import CNN, Sequential, load_model
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNN", "Sequential", "load_model", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+    "AdaptiveAvgPool2D", "BatchNorm2D", "BatchNorm1D", "Dense", "Flatten", "ReLU", "LeakyReLU", "Sigmoid",
+    "Softmax", "Dropout", "Dropout2D", "ResidualBlock", "Bottleneck", "SEBlock", "DepthwiseSeparableConv",
+    "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR",
+    "gradcheck", "seed", "functional", "signal",
     "BACKEND_NAMES",
     "BackendUnavailableError",
     "available_backends",

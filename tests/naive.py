@@ -157,3 +157,27 @@ def rel_error(a, b):
     """||a - b|| / (||a|| + ||b||): per-element ratios blow up on entries
     near zero, where central differences have absolute, not relative, error."""
     return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30)
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups):
+    """Direct loops over every output: the convolution oracle."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    f, cg, kh, kw = w.shape
+    oh, ow = out_size(h, kh, sh, ph, dh), out_size(wd, kw, sw, pw, dw)
+    out = np.zeros((n, f, oh, ow))
+    fg = f // groups
+    for b_ in range(n):
+        for o in range(f):
+            g = o // fg
+            for y in range(oh):
+                for z in range(ow):
+                    total = 0.0 if b is None else b[o]
+                    for ci in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                iy, iz = y * sh + i * dh - ph, z * sw + j * dw - pw
+                                if 0 <= iy < h and 0 <= iz < wd:
+                                    total += w[o, ci, i, j] * x[b_, g * cg + ci, iy, iz]
+                    out[b_, o, y, z] = total
+    return out

@@ -1,0 +1,117 @@
+"""Elementwise layers: ReLU, LeakyReLU, Sigmoid, Softmax, Dropout, Dropout2D."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._random import get_rng
+from .base import Layer
+
+
+class ReLU(Layer):
+    def __init__(self):
+        super().__init__()
+        self._mask = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._mask = x > 0
+        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+
+    def backward(self, d_out):
+        mask = self._need_cache(self._mask)
+        return np.where(mask, d_out, 0).astype(np.asarray(d_out).dtype, copy=False)
+
+
+class LeakyReLU(Layer):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+        self._mask = None
+
+    def get_config(self):
+        return dict(negative_slope=self.negative_slope)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._mask = x > 0
+        return np.where(self._mask, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, d_out):
+        d_out = np.asarray(d_out)
+        return np.where(self._need_cache(self._mask), d_out, d_out * d_out.dtype.type(self.negative_slope))
+
+
+class Sigmoid(Layer):
+    def __init__(self):
+        super().__init__()
+        self._out = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        # split by sign: exp never overflows
+        e = np.exp(-np.abs(x))
+        self._out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self._out
+
+    def backward(self, d_out):
+        s = self._need_cache(self._out)
+        return d_out * s * (1 - s)
+
+
+class Softmax(Layer):
+    """Softmax over the last axis.  backward is the exact Jacobian-vector
+    product, so dL/dprobs passed through it gives dL/dlogits."""
+
+    def __init__(self):
+        super().__init__()
+        self._out = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        self._out = e / e.sum(axis=-1, keepdims=True)
+        return self._out
+
+    def backward(self, d_out):
+        p = self._need_cache(self._out)
+        return p * (d_out - (d_out * p).sum(axis=-1, keepdims=True))
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training zero each value with probability p and
+    scale the rest by 1/(1-p); identity in eval."""
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = get_rng(rng)
+        self._mask = None
+
+    def get_config(self):
+        return dict(p=self.p)
+
+    def _mask_shape(self, x):
+        return x.shape
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+        keep = self.rng.random(self._mask_shape(x)) >= self.p
+        self._mask = (keep / (1 - self.p)).astype(x.dtype)
+        return x * self._mask
+
+    def backward(self, d_out):
+        return d_out if self._mask is None else d_out * self._mask
+
+
+class Dropout2D(Dropout):
+    """Drops whole channels of (N, C, H, W) input."""
+
+    def _mask_shape(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"Dropout2D expects (N, C, H, W) input, got shape {x.shape}")
+        return x.shape[:2] + (1, 1)

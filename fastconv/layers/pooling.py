@@ -1,0 +1,98 @@
+"""Pooling layers over fastconv.functional."""
+from __future__ import annotations
+
+from .. import _checks
+from .. import functional as F
+from .base import Layer
+
+
+class MaxPool2D(Layer):
+    """Max pooling; keeps the winners' indices to route gradients back."""
+
+    def __init__(self, pool_size=2, stride=None, padding=0, *, backend=None):
+        super().__init__(backend)
+        self.pool_size = _checks.int_pair(pool_size, "pool_size")
+        self.stride = self.pool_size if stride is None else _checks.int_pair(stride, "stride")
+        self.padding = _checks.int_pair(padding, "padding", minimum=0)
+        self._cache = None
+
+    def get_config(self):
+        return dict(pool_size=list(self.pool_size), stride=list(self.stride), padding=list(self.padding))
+
+    def forward(self, x):
+        x = self._input(x, 4, "(N, C, H, W)")
+        if x.dtype.kind != "f":
+            x = x.astype("float32")
+        out, indices = F.max_pool2d(x, self.pool_size, self.stride, self.padding, backend=self.backend)
+        self._cache = (indices, x.shape)
+        return out
+
+    def backward(self, d_out):
+        indices, x_shape = self._need_cache(self._cache)
+        return F.max_pool2d_backward(d_out, indices, x_shape, backend=self.backend)
+
+
+class AvgPool2D(Layer):
+    """Average pooling (zero padding counted in the divisor)."""
+
+    def __init__(self, pool_size=2, stride=None, padding=0, *, backend=None):
+        super().__init__(backend)
+        self.pool_size = _checks.int_pair(pool_size, "pool_size")
+        self.stride = self.pool_size if stride is None else _checks.int_pair(stride, "stride")
+        self.padding = _checks.int_pair(padding, "padding", minimum=0)
+        self._x_shape = None
+
+    def get_config(self):
+        return dict(pool_size=list(self.pool_size), stride=list(self.stride), padding=list(self.padding))
+
+    def forward(self, x):
+        x = self._input(x, 4, "(N, C, H, W)")
+        if x.dtype.kind != "f":
+            x = x.astype("float32")
+        self._x_shape = x.shape
+        return F.avg_pool2d(x, self.pool_size, self.stride, self.padding, backend=self.backend)
+
+    def backward(self, d_out):
+        x_shape = self._need_cache(self._x_shape)
+        return F.avg_pool2d_backward(d_out, x_shape, self.pool_size, self.stride, self.padding,
+                                     backend=self.backend)
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean over H and W: (N, C, H, W) -> (N, C)."""
+
+    def __init__(self, *, backend=None):
+        super().__init__(backend)
+        self._x_shape = None
+
+    def forward(self, x):
+        x = self._input(x, 4, "(N, C, H, W)")
+        if x.dtype.kind != "f":
+            x = x.astype("float32")
+        self._x_shape = x.shape
+        return F.global_avg_pool2d(x, backend=self.backend)
+
+    def backward(self, d_out):
+        return F.global_avg_pool2d_backward(d_out, self._need_cache(self._x_shape), backend=self.backend)
+
+
+class AdaptiveAvgPool2D(Layer):
+    """Average over PyTorch's adaptive bins to a fixed output size."""
+
+    def __init__(self, output_size, *, backend=None):
+        super().__init__(backend)
+        self.output_size = _checks.int_pair(output_size, "output_size")
+        self._x_shape = None
+
+    def get_config(self):
+        return dict(output_size=list(self.output_size))
+
+    def forward(self, x):
+        x = self._input(x, 4, "(N, C, H, W)")
+        if x.dtype.kind != "f":
+            x = x.astype("float32")
+        self._x_shape = x.shape
+        return F.adaptive_avg_pool2d(x, self.output_size, backend=self.backend)
+
+    def backward(self, d_out):
+        return F.adaptive_avg_pool2d_backward(d_out, self._need_cache(self._x_shape), backend=self.backend)

@@ -1,0 +1,168 @@
+"""CNN (alias Sequential): the container of the from-scratch guides, plus
+summary(), predict(), save() and load_model()."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .layers.base import LAYER_REGISTRY, Layer
+
+FORMAT = "fastconv.model"
+FORMAT_VERSION = 1
+_META_KEY = "__fastconv_model__"
+
+
+class CNN(Layer):
+    """A stack of layers: forward in order, backward in reverse,
+    update_params(lr) takes a plain SGD step on every parameter."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is {type(layer).__name__}, not a fastconv Layer")
+
+    def children(self):
+        return [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, d_out):
+        for layer in reversed(self.layers):
+            d_out = layer.backward(d_out)
+        return d_out
+
+    def update_params(self, lr):
+        """Plain SGD: value -= lr * grad, for every parameter (BatchNorm's too)."""
+        for _, value, grad in self.parameters():
+            value -= value.dtype.type(lr) * grad
+
+    def predict(self, x, batch_size=1000):
+        """Class indices (argmax of the output), computed in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [self.forward(x[i:i + batch_size]).argmax(axis=-1) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs)
+
+    def summary(self, input_shape) -> str:
+        """A table of layers, output shapes and parameter counts for an input of
+        ``input_shape`` ((C, H, W) or (features,); a batch axis is allowed)."""
+        shape = tuple(input_shape)
+        x = np.zeros((1, *shape) if len(shape) in (1, 3) else shape, dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        rows = []
+        try:
+            for i, layer in enumerate(self.layers):
+                x = layer.forward(x)
+                rows.append((f"{i}: {type(layer).__name__}", str((None, *x.shape[1:])), layer.num_params()))
+        finally:
+            self.train(was_training)
+        total = sum(r[2] for r in rows)
+        widths = [max(len(h), *(len(str(r[k])) for r in rows)) for k, h in enumerate(("layer", "output shape"))]
+        lines = [f"{'layer':<{widths[0]}}  {'output shape':<{widths[1]}}  {'params':>12}",
+                 "-" * (widths[0] + widths[1] + 16)]
+        lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>12,}" for a, b, c in rows]
+        lines += ["-" * (widths[0] + widths[1] + 16), f"total parameters: {total:,}"]
+        return "\n".join(lines)
+
+    # -------------------------------------------------------------- save
+    def get_config(self):
+        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+
+    def save(self, path, extra: dict | None = None):
+        """Write the model to ``path`` (.npz): parameters, buffers and the
+        architecture as JSON.  No pickle; written to a temporary file and
+        renamed, so a crash never leaves a half-written model."""
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "class": type(self).__name__,
+                "architecture": self.get_config(), "extra": extra or {}}
+        arrays = {_META_KEY: np.array(json.dumps(meta))}
+        for name, value, _ in self.parameters():
+            arrays["param:" + name] = value
+        for name, value in self.buffers():
+            arrays["buffer:" + name] = value
+        atomic_save_npz(path, arrays)
+
+
+Sequential = CNN
+
+
+def atomic_save_npz(path, arrays: dict) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def build_layer(spec: dict) -> Layer:
+    cls = LAYER_REGISTRY.get(spec.get("class"))
+    if cls is None:
+        raise ValueError(f"unknown layer class {spec.get('class')!r}")
+    return cls(**spec.get("config", {}))
+
+
+def read_model_file(path):
+    """(metadata dict, {name: array}) of a saved model; ValueError naming the
+    file and the problem for anything that is not one."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if _META_KEY not in data.files:
+                raise ValueError(f"{path} is not a fastconv model: it has no {_META_KEY} entry")
+            meta = json.loads(str(data[_META_KEY]))
+            arrays = {k: data[k] for k in data.files if k != _META_KEY}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path} is not a readable fastconv model (corrupt or truncated?): {exc}") from None
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{path} is not a readable fastconv model: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastconv model (format {meta.get('format')!r})")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer fastconv (format version {meta['version']})")
+    return meta, arrays
+
+
+def load_model(path) -> CNN:
+    """Rebuild a model written by CNN.save (loads with allow_pickle=False)."""
+    meta, arrays = read_model_file(path)
+    try:
+        model = CNN([build_layer(spec) for spec in meta["architecture"]["layers"]])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot rebuild the architecture: {exc}") from None
+    _assign(model, arrays, path)
+    return model
+
+
+def _assign(model, arrays, path):
+    targets = {"param:" + n: v for n, v, _ in model.parameters()}
+    targets.update({"buffer:" + n: v for n, v in model.buffers()})
+    missing = sorted(set(targets) - set(arrays))
+    if missing:
+        raise ValueError(f"{path}: missing arrays {missing[:5]}")
+    for key, target in targets.items():
+        if arrays[key].shape != target.shape:
+            raise ValueError(f"{path}: {key} has shape {arrays[key].shape}, the architecture needs {target.shape}")
+        target[...] = arrays[key]

@@ -1,0 +1,190 @@
+"""Optimizers (SGD, Adam, AdamW) and learning-rate schedules.
+
+An optimizer takes a model or layer (anything with ``parameters()``), or an
+iterable of (name, value, grad) triples.  Given a model it asks for the
+parameters at every step, so it never holds stale arrays; state (momentum,
+Adam moments) is kept per parameter name.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    def __init__(self, params, lr):
+        if not lr >= 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        self.lr = float(lr)
+        self.initial_lr = self.lr
+        if hasattr(params, "parameters"):
+            self._source = params.parameters
+        else:
+            triples = list(params)
+            if not triples or len(triples[0]) != 3:
+                raise TypeError("params must be a model/layer or an iterable of (name, value, grad)")
+            self._source = lambda: iter(triples)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.steps = 0
+
+    def parameters(self):
+        return self._source()
+
+    def zero_grad(self):
+        for _, _, grad in self.parameters():
+            grad[...] = 0
+
+    def step(self):
+        self.steps += 1
+        for name, value, grad in self.parameters():
+            self._update(self.state.setdefault(name, {}), value, grad)
+
+    def _update(self, state, value, grad):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat arrays for checkpoints: 'name/slot' -> array, plus scalars."""
+        flat = {f"{name}/{slot}": arr for name, slots in self.state.items() for slot, arr in slots.items()}
+        flat["__steps__"] = np.array(self.steps)
+        flat["__lr__"] = np.array(self.lr)
+        return flat
+
+    def load_state_dict(self, flat: dict) -> None:
+        self.steps = int(flat["__steps__"])
+        self.lr = float(flat["__lr__"])
+        self.state = {}
+        for key, arr in flat.items():
+            if key.startswith("__"):
+                continue
+            name, slot = key.rsplit("/", 1)
+            self.state.setdefault(name, {})[slot] = np.array(arr)
+
+
+class SGD(Optimizer):
+    """SGD with optional (Nesterov) momentum and L2 weight decay, PyTorch's
+    update: v = momentum*v + g; p -= lr * (g + momentum*v if nesterov else v)."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr)
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
+
+    def _update(self, state, value, grad):
+        g = grad + self.weight_decay * value if self.weight_decay else grad
+        if self.momentum:
+            v = state.get("velocity")
+            if v is None:
+                v = state["velocity"] = np.array(g, dtype=value.dtype)
+            else:
+                v *= self.momentum
+                v += g
+            g = g + self.momentum * v if self.nesterov else v
+        value -= value.dtype.type(self.lr) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight_decay is L2 added to
+    the gradient (use AdamW for decoupled decay)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = map(float, betas)
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def _update(self, state, value, grad):
+        g = grad
+        if self.weight_decay and not self.decoupled:
+            g = grad + self.weight_decay * value
+        if "m" not in state:
+            state["m"] = np.zeros_like(value)
+            state["v"] = np.zeros_like(value)
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        m_hat = m / (1 - self.beta1**self.steps)
+        v_hat = v / (1 - self.beta2**self.steps)
+        if self.weight_decay and self.decoupled:
+            value -= value.dtype.type(self.lr * self.weight_decay) * value
+        value -= (self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(value.dtype)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter)."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# ---------------------------------------------------------------- schedules
+class _Schedule:
+    """Call ``step()`` once per epoch (or per batch, as you define the
+    horizon); it sets ``optimizer.lr``."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.initial_lr
+        self.last_step = 0
+        optimizer.lr = self.lr_at(0)
+
+    def step(self):
+        self.last_step += 1
+        self.optimizer.lr = self.lr_at(self.last_step)
+        return self.optimizer.lr
+
+    def get_lr(self):
+        return self.optimizer.lr
+
+
+class StepLR(_Schedule):
+    """lr = base * gamma ** (step // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.step_size, self.gamma = int(step_size), float(gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """Cosine from base to eta_min over T_max steps, with optional linear warm-up."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, warmup_steps=0):
+        self.T_max, self.eta_min, self.warmup = int(T_max), float(eta_min), int(warmup_steps)
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        if t < self.warmup:
+            return self.base_lr * (t + 1) / self.warmup
+        frac = min(1.0, (t - self.warmup) / max(1, self.T_max - self.warmup))
+        return self.eta_min + (self.base_lr - self.eta_min) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+class OneCycleLR(_Schedule):
+    """Smith's one-cycle: cosine up from max_lr/div_factor to max_lr over
+    pct_start of total_steps, then cosine down to max_lr/final_div_factor."""
+
+    def __init__(self, optimizer, max_lr, total_steps, pct_start=0.3, div_factor=25.0,
+                 final_div_factor=1e4):
+        self.max_lr, self.total = float(max_lr), int(total_steps)
+        self.up = max(1, int(pct_start * self.total))
+        self.start_lr = self.max_lr / div_factor
+        self.final_lr = self.start_lr / final_div_factor
+        super().__init__(optimizer)
+
+    @staticmethod
+    def _cos(a, b, frac):
+        return b + (a - b) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    def lr_at(self, t):
+        if t < self.up:
+            return self._cos(self.start_lr, self.max_lr, t / self.up)
+        return self._cos(self.max_lr, self.final_lr, (t - self.up) / max(1, self.total - self.up))
