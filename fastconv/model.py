@@ -36,10 +36,17 @@ class CNN(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, d_out):
+    def backward(self, d_out, input_grad=True):
+        """Backpropagate ``d_out``; returns d_x, or None with input_grad=False
+        (which lets the first layer skip computing it: a training loop never
+        needs the gradient of the images)."""
+        first = self.layers[0] if self.layers else None
         for layer in reversed(self.layers):
+            if layer is first and not input_grad and hasattr(layer, "backward_params_only"):
+                layer.backward_params_only(d_out)
+                return None
             d_out = layer.backward(d_out)
-        return d_out
+        return d_out if input_grad else None
 
     def update_params(self, lr):
         """Plain SGD: value -= lr * grad, for every parameter (BatchNorm's too)."""

@@ -1,5 +1,5 @@
 """Layer classes with the names and attributes of the from-scratch guides."""
-from .activations import Dropout, Dropout2D, LeakyReLU, ReLU, Sigmoid, Softmax
+from .activations import Dropout, Dropout2D, LeakyReLU, Normalize, ReLU, Sigmoid, Softmax
 from .base import LAYER_REGISTRY, Layer
 from .blocks import Bottleneck, DepthwiseSeparableConv, ResidualBlock, SEBlock
 from .conv import Conv2D
@@ -10,5 +10,5 @@ from .pooling import AdaptiveAvgPool2D, AvgPool2D, GlobalAvgPool2D, MaxPool2D
 __all__ = [
     "AdaptiveAvgPool2D", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Bottleneck", "Conv2D", "Dense",
     "DepthwiseSeparableConv", "Dropout", "Dropout2D", "Flatten", "GlobalAvgPool2D", "LAYER_REGISTRY",
-    "Layer", "LeakyReLU", "MaxPool2D", "ReLU", "ResidualBlock", "SEBlock", "Sigmoid", "Softmax",
+    "Layer", "LeakyReLU", "MaxPool2D", "Normalize", "ReLU", "ResidualBlock", "SEBlock", "Sigmoid", "Softmax",
 ]

@@ -10,16 +10,18 @@ from .base import Layer
 class ReLU(Layer):
     def __init__(self):
         super().__init__()
-        self._mask = None
+        self._out = None
 
     def forward(self, x):
         x = np.asarray(x)
-        self._mask = x > 0
-        return np.where(self._mask, x, 0).astype(x.dtype, copy=False)
+        self._out = np.maximum(x, x.dtype.type(0)) if x.dtype.kind == "f" else np.maximum(x, 0)
+        return self._out
 
     def backward(self, d_out):
-        mask = self._need_cache(self._mask)
-        return np.where(mask, d_out, 0).astype(np.asarray(d_out).dtype, copy=False)
+        out = self._need_cache(self._out)
+        d_out = np.asarray(d_out)
+        # where the output is positive the input was; multiply by the 0/1 mask
+        return d_out * (out > 0)
 
 
 class LeakyReLU(Layer):
@@ -115,3 +117,25 @@ class Dropout2D(Dropout):
         if x.ndim != 4:
             raise ValueError(f"Dropout2D expects (N, C, H, W) input, got shape {x.shape}")
         return x.shape[:2] + (1, 1)
+
+
+class Normalize(Layer):
+    """(x - mean) / std with fixed constants: input normalisation kept inside
+    the model, so a saved model takes raw [0, 1] images."""
+
+    def __init__(self, mean=0.0, std=1.0):
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
+        self.mean, self.std = float(mean), float(std)
+
+    def get_config(self):
+        return dict(mean=self.mean, std=self.std)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        return ((x - self.mean) / self.std).astype(dtype, copy=False)
+
+    def backward(self, d_out):
+        return d_out / self.std

@@ -72,6 +72,20 @@ class Conv2D(Layer):
         return np.ascontiguousarray(out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
 
     def backward(self, d_out):
+        d_mat = self._param_grads(d_out)
+        x_shape, col = self._cache
+        g, f = self.groups, self.out_channels
+        w_mat = self.weights.reshape(g, f // g, -1)
+        d_col = np.matmul(w_mat.transpose(0, 2, 1), d_mat).reshape(col.shape)
+        kh, kw = self.kernel_size
+        return col2im(d_col, x_shape, kh, kw, **self._geometry())
+
+    def backward_params_only(self, d_out):
+        """d_weights and d_bias without the input gradient (first layer)."""
+        self._param_grads(d_out)
+
+    def _param_grads(self, d_out):
+        """Fill d_weights/d_bias; return d_out as (groups, F/groups, N*OH*OW)."""
         x_shape, col = self._need_cache(self._cache)
         d_out = np.asarray(d_out, dtype=self.dtype)
         n, f = x_shape[0], self.out_channels
@@ -84,7 +98,4 @@ class Conv2D(Layer):
         np.matmul(d_mat, col_g.transpose(0, 2, 1), out=self.d_weights.reshape(g, f // g, -1))
         if self.bias is not None:
             self.d_bias[...] = d_mat.reshape(f, -1).sum(axis=1)
-        w_mat = self.weights.reshape(g, f // g, -1)
-        d_col = np.matmul(w_mat.transpose(0, 2, 1), d_mat).reshape(col.shape)
-        kh, kw = self.kernel_size
-        return col2im(d_col, x_shape, kh, kw, **self._geometry())
+        return d_mat

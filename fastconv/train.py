@@ -1,0 +1,307 @@
+"""Train a CNN on MNIST or Fashion-MNIST:  python -m fastconv.train [options]
+
+Prints the architecture, a progress bar per epoch, and per-epoch train/test
+loss and accuracy; writes model.npz, metrics.json, curves.png, filters.png,
+confusion.png and a checkpoint per epoch (``--resume`` continues from it and
+gives the same result as an uninterrupted run with the same seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, _threads, backends, datasets
+from .architectures import ARCHITECTURES
+from .augment import batches, random_shift
+from .losses import SoftmaxCrossEntropy
+from .model import CNN, atomic_save_npz, build_layer, read_model_file
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastconv.train", description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", choices=sorted(datasets.SPECS), default="mnist")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
+    p.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 1e-3 for adam/adamw")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle"], default="cosine",
+                   help="learning-rate schedule, stepped every batch")
+    p.add_argument("--augment", action="store_true", help="random shifts of up to 2 pixels")
+    p.add_argument("--backend", choices=list(backends.BACKEND_NAMES), default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="directory with the idx files (raw or .gz)")
+    p.add_argument("--out", default="runs/latest", help="output directory")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a checkpoint.npz")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    args = p.parse_args(argv)
+    if args.lr is None:
+        args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def make_optimizer(args, model):
+    if args.optimizer == "sgd":
+        return SGD(model, args.lr, momentum=args.momentum, nesterov=args.momentum > 0,
+                   weight_decay=args.weight_decay)
+    cls = Adam if args.optimizer == "adam" else AdamW
+    return cls(model, args.lr, weight_decay=args.weight_decay)
+
+
+def make_schedule(args, optimizer, steps_per_epoch):
+    total = args.epochs * steps_per_epoch
+    if args.schedule == "step":
+        return StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+    if args.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=total, warmup_steps=min(200, total // 10))
+    if args.schedule == "onecycle":
+        return OneCycleLR(optimizer, max_lr=args.lr, total_steps=total)
+    return None
+
+
+def evaluate(model, x, y, batch_size=1000):
+    """(mean loss, accuracy, predictions) in eval mode."""
+    loss_fn = SoftmaxCrossEntropy()
+    was_training = model.training
+    model.eval()
+    total, preds = 0.0, []
+    try:
+        for i in range(0, len(x), batch_size):
+            logits = model.forward(x[i:i + batch_size])
+            total += loss_fn.forward(logits, y[i:i + batch_size]) * len(logits)
+            preds.append(logits.argmax(axis=1))
+    finally:
+        model.train(was_training)
+    preds = np.concatenate(preds)
+    return total / len(x), float((preds == y).mean()), preds
+
+
+def _reseed_randomness(model, seed, epoch):
+    """Dropout generators restart from (seed, epoch, layer) every epoch, so a
+    resumed run draws exactly the masks of an uninterrupted one."""
+    k = 0
+
+    def visit(layer):
+        nonlocal k
+        if hasattr(layer, "rng"):
+            layer.rng = np.random.default_rng([seed, epoch, k])
+            k += 1
+        for _, child in layer.children():
+            visit(child)
+
+    visit(model)
+
+
+def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress):
+    loss_fn = SoftmaxCrossEntropy()
+    _reseed_randomness(model, args.seed, epoch)
+    model.train()
+    rng = np.random.default_rng([args.seed, epoch])  # shuffling and augmentation of this epoch
+    seen = correct = 0
+    total_loss = 0.0
+    start = time.perf_counter()
+    bar = progress(total=len(x), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", leave=False)
+    for xb, yb in batches(x, y, args.batch_size, shuffle=True, rng=rng):
+        if args.augment:
+            xb = random_shift(xb, 2, rng)
+        logits = model.forward(xb)
+        loss = loss_fn.forward(logits, yb)
+        model.backward(loss_fn.backward(), input_grad=False)
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        seen += len(xb)
+        correct += int((logits.argmax(axis=1) == yb).sum())
+        total_loss += loss * len(xb)
+        bar.update(len(xb))
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                        img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+    bar.close()
+    return total_loss / seen, correct / seen, time.perf_counter() - start
+
+
+def save_checkpoint(path, model, optimizer, schedule, state):
+    arrays = {"param:" + n: v for n, v, _ in model.parameters()}
+    arrays.update({"buffer:" + n: v for n, v in model.buffers()})
+    arrays.update({"opt:" + k: v for k, v in optimizer.state_dict().items()})
+    state = {**state, "schedule_step": schedule.last_step if schedule else 0,
+             "architecture": model.get_config(), "format": "fastconv.checkpoint"}
+    arrays["__checkpoint__"] = np.array(json.dumps(state))
+    atomic_save_npz(path, arrays)
+
+
+def load_checkpoint(path):
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "__checkpoint__" not in data.files:
+                raise ValueError(f"{path} is not a fastconv training checkpoint")
+            state = json.loads(str(data["__checkpoint__"]))
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, EOFError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
+    model = CNN([build_layer(s) for s in state["architecture"]["layers"]])
+    for name, value, _ in model.parameters():
+        value[...] = arrays["param:" + name]
+    for name, value in model.buffers():
+        value[...] = arrays["buffer:" + name]
+    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
+    return state, model, opt_state
+
+
+def write_figures(out: Path, history, model, confusion, class_names):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
+    a1.set(xlabel="epoch", ylabel="loss", title="loss")
+    a1.legend()
+    a2.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
+    a2.plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
+    a2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    a2.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+
+    conv = next(l for l in model.layers if hasattr(l, "kernel_size"))
+    w = conv.weights[:, 0]
+    cols = 8
+    rows = int(np.ceil(len(w) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1))
+    for ax, k in zip(np.ravel(axes), range(rows * cols)):
+        ax.axis("off")
+        if k < len(w):
+            ax.imshow(w[k], cmap="gray")
+    fig.suptitle("first-layer filters")
+    fig.savefig(out / "filters.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(confusion, cmap="Blues")
+    ax.set(xlabel="predicted", ylabel="true", title="test confusion matrix",
+           xticks=range(len(class_names)), yticks=range(len(class_names)))
+    for i in range(confusion.shape[0]):
+        for j in range(confusion.shape[1]):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrix(y_true, y_pred, k=10):
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads is not None:
+        _threads.set_num_threads(args.threads)
+    if args.backend is not None:
+        backends.set_backend(args.backend)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        from tqdm import tqdm as progress
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        progress = None
+    if args.no_progress or progress is None:
+        from ._progress import NoProgress as progress
+
+    x_train, y_train, x_test, y_test = datasets.load(datasets.SPECS[args.dataset], args.data_dir)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    if args.test_limit:
+        x_test, y_test = x_test[:args.test_limit], y_test[:args.test_limit]
+
+    history, start_epoch = [], 0
+    if args.resume:
+        state, model, opt_state = load_checkpoint(args.resume)
+        for key in ("dataset", "arch", "epochs", "batch_size", "optimizer", "lr", "schedule", "seed",
+                    "augment", "limit"):
+            if state["args"].get(key) != getattr(args, key):
+                sys.exit(f"--resume: the checkpoint was made with {key}={state['args'].get(key)!r}, "
+                         f"this run has {getattr(args, key)!r}; use the same settings")
+        history, start_epoch = state["history"], state["epoch"]
+        print(f"resuming after epoch {start_epoch} from {args.resume}")
+    else:
+        np.random.seed(args.seed)
+        from . import _random
+
+        _random.seed(args.seed)
+        model = ARCHITECTURES[args.arch]()
+        opt_state = None
+
+    optimizer = make_optimizer(args, model)
+    steps_per_epoch = -(-len(x_train) // args.batch_size)
+    schedule = make_schedule(args, optimizer, steps_per_epoch)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+        if schedule is not None:
+            schedule.last_step = state["schedule_step"]
+            optimizer.lr = schedule.lr_at(schedule.last_step)
+
+    print(model.summary(x_train.shape[1:]))
+    print(f"backend={backends.get_backend()} threads={_threads.get_num_threads()} "
+          f"train={len(x_train)} test={len(x_test)} optimizer={args.optimizer} lr={args.lr} "
+          f"schedule={args.schedule} augment={args.augment}")
+
+    for epoch in range(start_epoch, args.epochs):
+        train_loss, train_acc, seconds = train_epoch(model, optimizer, schedule, x_train, y_train,
+                                                     args, epoch, progress)
+        test_loss, test_acc, preds = evaluate(model, x_test, y_test)
+        history.append(dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
+                            test_loss=test_loss, test_acc=test_acc, seconds=seconds,
+                            images_per_second=len(x_train) / seconds))
+        print(f"epoch {epoch + 1:2d}/{args.epochs}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | "
+              f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {seconds:.1f} s "
+              f"({len(x_train) / seconds:.0f} img/s)", flush=True)
+        save_checkpoint(out / CHECKPOINT, model, optimizer, schedule,
+                        dict(epoch=epoch + 1, history=history, args=vars(args)))
+
+    test_loss, test_acc, preds = evaluate(model, x_test, y_test)
+    confusion = confusion_matrix(y_test, preds)
+    model.save(out / "model.npz", extra=dict(dataset=args.dataset, arch=args.arch))
+    metrics = dict(
+        test_accuracy=test_acc, test_loss=test_loss, epochs=history,
+        seconds=sum(h["seconds"] for h in history), backend=backends.get_backend(),
+        threads=_threads.get_num_threads(), args=vars(args), confusion=confusion.tolist(),
+        versions=dict(fastconv=__version__, numpy=np.__version__, python=platform.python_version()),
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if not args.no_plots:
+        write_figures(out, history, model, confusion, [str(i) for i in range(10)])
+    print(f"final test accuracy {100 * test_acc:.2f}%; wrote {out}/model.npz, metrics.json"
+          + ("" if args.no_plots else ", curves.png, filters.png, confusion.png"))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
