@@ -47,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a checkpoint.npz")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                   help="stop after this epoch, leaving the checkpoint (as an interrupted run would)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     args = p.parse_args(argv)
@@ -285,6 +287,9 @@ def main(argv=None):
               f"({len(x_train) / seconds:.0f} img/s)", flush=True)
         save_checkpoint(out / CHECKPOINT, model, optimizer, schedule,
                         dict(epoch=epoch + 1, history=history, args=vars(args)))
+        if args.stop_after is not None and epoch + 1 >= args.stop_after and epoch + 1 < args.epochs:
+            print(f"stopping after epoch {epoch + 1}; continue with --resume {out / CHECKPOINT}")
+            return dict(stopped_after=epoch + 1, epochs=history)
 
     test_loss, test_acc, preds = evaluate(model, x_test, y_test)
     confusion = confusion_matrix(y_test, preds)
