@@ -19,7 +19,7 @@ from .backends import (
     set_backend,
     use_backend,
 )
-from . import functional, signal
+from . import architectures, augment, datasets, functional, signal
 from ._random import seed
 from .functional import col2im, im2col
 from .gradcheck import gradcheck
@@ -57,7 +57,7 @@ __all__ = [
     "AdaptiveAvgPool2D", "Normalize", "BatchNorm2D", "BatchNorm1D", "Dense", "Flatten", "ReLU", "LeakyReLU", "Sigmoid",
     "Softmax", "Dropout", "Dropout2D", "ResidualBlock", "Bottleneck", "SEBlock", "DepthwiseSeparableConv",
     "SoftmaxCrossEntropy", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR", "OneCycleLR",
-    "gradcheck", "seed", "functional", "signal",
+    "gradcheck", "seed", "functional", "signal", "architectures", "augment", "datasets",
     "BACKEND_NAMES",
     "BackendUnavailableError",
     "available_backends",

@@ -129,3 +129,25 @@ def test_non_contiguous_inputs(backend, dtype):
                  naive.max_pool2d_backward(np.ascontiguousarray(d_out), ref_idx, x.shape))
     assert_close(F.avg_pool2d(x, 3, 1, 1, backend=backend),
                  naive.avg_pool2d(np.ascontiguousarray(x), (3, 3), (1, 1), (1, 1)))
+
+
+def test_pool_and_batchnorm_identical_at_one_and_many_threads(backend):
+    import fastconv
+    from fastconv._threads import max_threads
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((8, 6, 13, 11)).astype(np.float32)
+
+    def run():
+        out, idx = F.max_pool2d(x, 3, 2, 1, backend=backend)
+        bn, cache = F.batch_norm_forward(x, np.ones(6, np.float32), np.zeros(6, np.float32),
+                                         np.zeros(6, np.float32), np.ones(6, np.float32), backend=backend)
+        return (out, idx, F.max_pool2d_backward(out, idx, x.shape, backend=backend),
+                F.avg_pool2d_backward(out, x.shape, 3, 2, 1, backend=backend), bn,
+                *F.batch_norm_backward(x, cache))
+
+    fastconv.set_num_threads(1)
+    one = run()
+    fastconv.set_num_threads(max_threads())
+    for a, b in zip(one, run()):
+        np.testing.assert_array_equal(a, b)
