@@ -188,3 +188,26 @@ def test_signal_helpers_match_loops():
     assert signal.count_params(seed_cnn()) == 225_034
     with pytest.raises(ValueError, match="does not fit"):
         signal.output_size(2, 5)
+
+
+def test_relu_pool_reordering_changes_nothing():
+    """CNN runs ReLU->MaxPool2D as pool-then-ReLU: same outputs and gradients
+    as running the layers one by one in the order given."""
+    fastconv.seed(4)
+    model = CNN([Conv2D(2, 3, 3, padding=1), ReLU(), MaxPool2D(3, 2, padding=1), Flatten(), Dense(3 * 4 * 4, 5)])
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 8))
+    x[:, :, :4] = -np.abs(x[:, :, :4]) - 5  # whole windows negative: ReLU ties at zero
+    out = model.forward(x)
+    d_x = model.backward(np.ones_like(out))
+    grads = [g.copy() for g in model.grads()]
+    y = x
+    for layer in model.layers:
+        y = layer.forward(y)
+    d = np.ones_like(y)
+    for layer in reversed(model.layers):
+        d = layer.backward(d)
+    np.testing.assert_allclose(out, y, rtol=1e-6)
+    np.testing.assert_allclose(d_x, d, rtol=1e-6, atol=1e-7)
+    for a, b in zip(grads, model.grads()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert [type(l).__name__ for l in model._schedule()] == ["Conv2D", "MaxPool2D", "ReLU", "Flatten", "Dense"]

@@ -69,7 +69,10 @@ class Conv2D(Layer):
         if self.bias is not None:
             out += self.bias[:, None]
         self._cache = (x.shape, col)
-        return np.ascontiguousarray(out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
+        # An NCHW *view* of the (F, N, OH, OW) GEMM result: no transpose copy.
+        # Elementwise layers keep this layout, pooling works on it in place
+        # (see MaxPool2D), and backward gets d_out in it for free.
+        return out.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, d_out):
         d_mat = self._param_grads(d_out)

@@ -1,9 +1,27 @@
 """Pooling layers over fastconv.functional."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _checks
 from .. import functional as F
 from .base import Layer
+
+
+def plane_major(x):
+    """``(array, swapped)``: x itself if C-contiguous, else its (C, N, H, W)
+    transpose if *that* is contiguous (a Conv2D output is), else a copy.
+    Pooling is per (H, W) plane, so it runs on either layout unchanged."""
+    if x.flags.c_contiguous:
+        return x, False
+    t = x.transpose(1, 0, 2, 3)
+    if t.flags.c_contiguous:
+        return t, True
+    return np.ascontiguousarray(x), False
+
+
+def _swap(a, swapped):
+    return a.transpose(1, 0, 2, 3) if swapped else a
 
 
 class MaxPool2D(Layer):
@@ -23,13 +41,15 @@ class MaxPool2D(Layer):
         x = self._input(x, 4, "(N, C, H, W)")
         if x.dtype.kind != "f":
             x = x.astype("float32")
-        out, indices = F.max_pool2d(x, self.pool_size, self.stride, self.padding, backend=self.backend)
-        self._cache = (indices, x.shape)
-        return out
+        xp, swapped = plane_major(x)
+        out, indices = F.max_pool2d(xp, self.pool_size, self.stride, self.padding, backend=self.backend)
+        self._cache = (indices, xp.shape, swapped)
+        return _swap(out, swapped)
 
     def backward(self, d_out):
-        indices, x_shape = self._need_cache(self._cache)
-        return F.max_pool2d_backward(d_out, indices, x_shape, backend=self.backend)
+        indices, xp_shape, swapped = self._need_cache(self._cache)
+        d_out = _swap(np.asarray(d_out), swapped)
+        return _swap(F.max_pool2d_backward(d_out, indices, xp_shape, backend=self.backend), swapped)
 
 
 class AvgPool2D(Layer):
