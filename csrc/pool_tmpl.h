@@ -39,6 +39,28 @@ static inline void FN(pool22_span)(const REAL *restrict plane, int64_t w, int64_
     }
 }
 
+/* The same 2x2/2 pool for rows shorter than one chunk (OW < POOL_CHUNK, e.g.
+ * 11x11 -> 5x5): a pairwise tournament in pure arithmetic (bitwise tests,
+ * winners as offsets), so no branch mispredicts on random data.  Same winner as the row-major scan (ties and later NaNs never
+ * displace an earlier element). */
+static inline int FN(beats_nb)(REAL v, REAL best) {
+    return (v > best) | ((v != v) & (best == best));
+}
+static inline void FN(pool22_short)(const REAL *restrict plane, int64_t w, int64_t oy,
+                                    REAL *restrict o, int64_t *restrict ix, int64_t ow) {
+    const REAL *r0 = plane + 2 * oy * w, *r1 = r0 + w;
+    for (int64_t ox = 0; ox < ow; ++ox) {
+        const REAL *p0 = r0 + 2 * ox, *p1 = r1 + 2 * ox;
+        /* winners as offsets, values re-read by offset: only arithmetic */
+        const int64_t tb = FN(beats_nb)(p0[1], p0[0]);
+        const int64_t bd = FN(beats_nb)(p1[1], p1[0]);
+        const int64_t down = FN(beats_nb)(p1[bd], p0[tb]);
+        const int64_t off = tb + down * (w + bd - tb); /* from p0: tb, or w + bd */
+        o[ox] = p0[off];
+        ix[ox] = 2 * oy * w + 2 * ox + off;
+    }
+}
+
 int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *restrict idx,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
@@ -54,6 +76,10 @@ int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *rest
             for (int64_t oy = 0; oy < oh; ++oy) {
                 REAL *orow = o + oy * ow;
                 int64_t *irow = ix + oy * ow;
+                if (ow < POOL_CHUNK) {
+                    FN(pool22_short)(plane, w, oy, orow, irow, ow);
+                    continue;
+                }
                 const int64_t body = ow - ow % POOL_CHUNK;
                 FN(pool22_span)(plane, w, oy, orow, irow, 0, body);
                 /* The tail as one more full chunk overlapping the body:

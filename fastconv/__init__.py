@@ -8,7 +8,8 @@ import os as _os
 # OpenMP threads that busy-wait after a kernel steal the cores BLAS needs
 # for the next GEMM (and the reverse): measured 61 ms -> 22 ms per training
 # step of the seed network on 2 cores.  Must be set before libgomp loads.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from .backends import (

@@ -143,6 +143,12 @@ def _beats(v, best):
     return v > best or (v != v and best == best)
 
 
+@njit_serial
+def _beats_nb(v, best):
+    """_beats with bitwise operators: no short-circuit branch."""
+    return (v > best) | ((v != v) & (best == best))
+
+
 @njit
 def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     xf = x.reshape(-1)
@@ -158,6 +164,20 @@ def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
                 # Whole chunks of 8 outputs, the tail as one more chunk that
                 # overlaps the last (recomputing is harmless): LLVM's vector
                 # body runs, not a scalar tail that mispredicts on random data.
+                if ow < 8:
+                    # rows shorter than a chunk: the tournament in pure
+                    # arithmetic (winners as offsets), no branches to mispredict
+                    for ox in range(uint64(ow)):
+                        p0 = plane + r0 + uint64(2) * ox
+                        p1 = p0 + uint64(w)
+                        tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
+                        bd = uint64(_beats_nb(xf[p1 + uint64(1)], xf[p1]))
+                        down = uint64(_beats_nb(xf[p1 + bd], xf[p0 + tb]))
+                        off = tb + down * (uint64(w) + bd - tb)
+                        of[o + ox] = xf[p0 + off]
+                        jf[o + ox] = r0 + uint64(2) * ox + off
+                    o += uint64(ow)
+                    continue
                 body = ow - ow % 8
                 for seg in range(2):
                     lo, hi = 0, body
