@@ -55,6 +55,9 @@ def markdown(groups: dict[str, dict[str, float]]) -> str:
 
 
 def bar_chart(groups: dict[str, dict[str, float]], path: Path) -> None:
+    """Horizontal bars, one block per benchmark group: each implementation's
+    median relative to the NumPy reference (or to PyTorch where the group
+    has no reference run), log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,18 +65,23 @@ def bar_chart(groups: dict[str, dict[str, float]], path: Path) -> None:
 
     names = sorted(groups)
     impls = [i for i in ORDER if any(i in groups[g] for g in names)]
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(names)), 5))
-    width = 0.8 / max(len(impls), 1)
+    height = 0.8 / max(len(impls), 1)
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(names) + 1.5))
     for k, impl in enumerate(impls):
-        # time relative to the reference: below 1 is faster than NumPy
-        vals = [groups[g].get(impl, float("nan")) / groups[g].get("numpy", float("nan")) for g in names]
-        ax.bar([x + k * width for x in range(len(names))], vals, width, label=impl)
-    ax.set_yscale("log")
-    ax.set_ylabel("median time / NumPy reference (log)")
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))])
-    ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.legend()
+        ys, vals = [], []
+        for row, g in enumerate(names):
+            base = groups[g].get("numpy") or groups[g].get("torch")
+            if impl in groups[g] and base:
+                ys.append(row + k * height)
+                vals.append(groups[g][impl] / base)
+        ax.barh(ys, vals, height, label=impl)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_yticks([row + 0.4 - height / 2 for row in range(len(names))])
+    ax.set_yticklabels([g + ("" if "numpy" in groups[g] else "  [vs torch]") for g in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("median time / NumPy reference (log; left is faster)")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
