@@ -24,8 +24,16 @@ def _swap(a, swapped):
     return a.transpose(1, 0, 2, 3) if swapped else a
 
 
-class MaxPool2D(Layer):
-    """Max pooling; keeps the winners' indices to route gradients back."""
+class _Pool(Layer):
+    """Shared by the pooling layers: NCHW float input."""
+
+    def _images(self, x):
+        x = self._input(x, 4, "(N, C, H, W)")
+        return x if x.dtype.kind == "f" else x.astype("float32")
+
+
+class _WindowPool(_Pool):
+    """A pooling window: pool_size, stride (default: pool_size), padding."""
 
     def __init__(self, pool_size=2, stride=None, padding=0, *, backend=None):
         super().__init__(backend)
@@ -37,10 +45,12 @@ class MaxPool2D(Layer):
     def get_config(self):
         return dict(pool_size=list(self.pool_size), stride=list(self.stride), padding=list(self.padding))
 
+
+class MaxPool2D(_WindowPool):
+    """Max pooling; keeps the winners' indices to route gradients back."""
+
     def forward(self, x):
-        x = self._input(x, 4, "(N, C, H, W)")
-        if x.dtype.kind != "f":
-            x = x.astype("float32")
+        x = self._images(x)
         xp, swapped = plane_major(x)
         out, indices = F.max_pool2d(xp, self.pool_size, self.stride, self.padding, backend=self.backend)
         self._cache = (indices, xp.shape, swapped)
@@ -52,33 +62,21 @@ class MaxPool2D(Layer):
         return _swap(F.max_pool2d_backward(d_out, indices, xp_shape, backend=self.backend), swapped)
 
 
-class AvgPool2D(Layer):
+class AvgPool2D(_WindowPool):
     """Average pooling (zero padding counted in the divisor)."""
 
-    def __init__(self, pool_size=2, stride=None, padding=0, *, backend=None):
-        super().__init__(backend)
-        self.pool_size = _checks.int_pair(pool_size, "pool_size")
-        self.stride = self.pool_size if stride is None else _checks.int_pair(stride, "stride")
-        self.padding = _checks.int_pair(padding, "padding", minimum=0)
-        self._x_shape = None
-
-    def get_config(self):
-        return dict(pool_size=list(self.pool_size), stride=list(self.stride), padding=list(self.padding))
-
     def forward(self, x):
-        x = self._input(x, 4, "(N, C, H, W)")
-        if x.dtype.kind != "f":
-            x = x.astype("float32")
-        self._x_shape = x.shape
+        x = self._images(x)
+        self._cache = x.shape
         return F.avg_pool2d(x, self.pool_size, self.stride, self.padding, backend=self.backend)
 
     def backward(self, d_out):
-        x_shape = self._need_cache(self._x_shape)
+        x_shape = self._need_cache(self._cache)
         return F.avg_pool2d_backward(d_out, x_shape, self.pool_size, self.stride, self.padding,
                                      backend=self.backend)
 
 
-class GlobalAvgPool2D(Layer):
+class GlobalAvgPool2D(_Pool):
     """Mean over H and W: (N, C, H, W) -> (N, C)."""
 
     def __init__(self, *, backend=None):
@@ -86,9 +84,7 @@ class GlobalAvgPool2D(Layer):
         self._x_shape = None
 
     def forward(self, x):
-        x = self._input(x, 4, "(N, C, H, W)")
-        if x.dtype.kind != "f":
-            x = x.astype("float32")
+        x = self._images(x)
         self._x_shape = x.shape
         return F.global_avg_pool2d(x, backend=self.backend)
 
@@ -96,7 +92,7 @@ class GlobalAvgPool2D(Layer):
         return F.global_avg_pool2d_backward(d_out, self._need_cache(self._x_shape), backend=self.backend)
 
 
-class AdaptiveAvgPool2D(Layer):
+class AdaptiveAvgPool2D(_Pool):
     """Average over PyTorch's adaptive bins to a fixed output size."""
 
     def __init__(self, output_size, *, backend=None):
@@ -108,9 +104,7 @@ class AdaptiveAvgPool2D(Layer):
         return dict(output_size=list(self.output_size))
 
     def forward(self, x):
-        x = self._input(x, 4, "(N, C, H, W)")
-        if x.dtype.kind != "f":
-            x = x.astype("float32")
+        x = self._images(x)
         self._x_shape = x.shape
         return F.adaptive_avg_pool2d(x, self.output_size, backend=self.backend)
 
