@@ -6,7 +6,6 @@ backend, in a fresh interpreter each time.
     python bench/cold_start.py --clear    # first-ever run: empty Numba cache
 """
 import argparse
-import shutil
 import subprocess
 import sys
 from pathlib import Path

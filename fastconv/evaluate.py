@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 
 from . import datasets
 from .model import load_model, read_model_file

@@ -20,7 +20,7 @@ from . import __version__, _threads, backends, datasets
 from .architectures import ARCHITECTURES
 from .augment import batches, random_shift
 from .losses import SoftmaxCrossEntropy
-from .model import CNN, atomic_save_npz, build_layer, read_model_file
+from .model import CNN, atomic_save_npz, build_layer
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
 CHECKPOINT = "checkpoint.npz"
