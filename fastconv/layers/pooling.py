@@ -54,7 +54,9 @@ class MaxPool2D(_WindowPool):
         xp, swapped = plane_major(x)
         out, indices = F.max_pool2d(xp, self.pool_size, self.stride, self.padding, backend=self.backend)
         self._cache = (indices, xp.shape, swapped)
-        return _swap(out, swapped)
+        # The pooled output is small: hand it on C-contiguous, so the next
+        # elementwise layers and im2col run on plain NCHW memory.
+        return np.ascontiguousarray(_swap(out, swapped))
 
     def backward(self, d_out):
         indices, xp_shape, swapped = self._need_cache(self._cache)
