@@ -26,6 +26,7 @@ class Optimizer:
                 raise TypeError("params must be a model/layer or an iterable of (name, value, grad)")
             self._source = lambda: iter(triples)
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._scratch: dict[int, np.ndarray] = {}
         self.steps = 0
 
     def parameters(self):
@@ -72,16 +73,30 @@ class SGD(Optimizer):
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
 
     def _update(self, state, value, grad):
-        g = grad + self.weight_decay * value if self.weight_decay else grad
+        # In place, with one scratch array per parameter (not saved in
+        # checkpoints): no temporaries, about half the memory passes.
+        dt = value.dtype.type
+        tmp = self._scratch.get(id(value))
+        if tmp is None or tmp.shape != value.shape or tmp.dtype != value.dtype:
+            tmp = self._scratch[id(value)] = np.empty_like(value)
+        if self.weight_decay:
+            np.multiply(value, dt(self.weight_decay), out=tmp)
+            tmp += grad  # g = grad + wd * value
+        else:
+            np.copyto(tmp, grad)
         if self.momentum:
             v = state.get("velocity")
             if v is None:
-                v = state["velocity"] = np.array(g, dtype=value.dtype)
+                v = state["velocity"] = tmp.copy()
             else:
-                v *= self.momentum
-                v += g
-            g = g + self.momentum * v if self.nesterov else v
-        value -= value.dtype.type(self.lr) * g
+                v *= dt(self.momentum)
+                v += tmp
+            if self.nesterov:
+                tmp += dt(self.momentum) * v  # g + momentum * v
+            else:
+                np.copyto(tmp, v)
+        tmp *= dt(self.lr)
+        value -= tmp
 
 
 class Adam(Optimizer):
