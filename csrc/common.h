@@ -2,6 +2,7 @@
 #ifndef FASTCONV_COMMON_H
 #define FASTCONV_COMMON_H
 #include <stdint.h>
+#include <stdlib.h>
 #include "fastconv.h"
 
 /* Thread count used by every `omp parallel` region (set from Python). */
@@ -25,6 +26,22 @@ static inline void fc_valid_range(int64_t size, int64_t out, int64_t s, int64_t 
     int64_t off = k * d - p;
     *lo = fc_clamp(fc_ceil_div(-off, s), 0, out);
     *hi = fc_clamp(fc_floor_div(size - 1 - off, s) + 1, *lo, out);
+}
+
+/* Valid output ranges of every kernel offset, computed once per call (the
+ * same for im2col/col2im and for the pooling kernels, which pass d = 1):
+ * ranges[2i], ranges[2i+1] = (lo, hi) of oy for kernel row i, and
+ * ranges[2(kh+j)], ranges[2(kh+j)+1] = (lo, hi) of ox for kernel column j.
+ * The caller frees it; NULL when out of memory. */
+static inline int64_t *fc_window_ranges(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                                        int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                                        int64_t oh, int64_t ow) {
+    int64_t *r = malloc(sizeof(int64_t) * 2 * (kh + kw));
+    if (r == NULL) return NULL;
+    for (int64_t i = 0; i < kh; ++i) fc_valid_range(h, oh, sh, i, dh, ph, &r[2 * i], &r[2 * i + 1]);
+    for (int64_t j = 0; j < kw; ++j)
+        fc_valid_range(w, ow, sw, j, dw, pw, &r[2 * (kh + j)], &r[2 * (kh + j) + 1]);
+    return r;
 }
 
 /* Row primitives: d[k] = s[k] / d[k] += s[k] for k < n, left to the

@@ -25,25 +25,13 @@ static int FN(check_conv_sizes)(int64_t n, int64_t c, int64_t h, int64_t w, int6
     return FC_OK;
 }
 
-/* ranges[0..2*fh) = (lo, hi) of oy per kernel row i; ranges[2*fh..) = of ox per column j. */
-static int64_t *FN(valid_ranges)(int64_t h, int64_t w, int64_t fh, int64_t fw, int64_t sh,
-                                 int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                                 int64_t oh, int64_t ow) {
-    int64_t *r = malloc(sizeof(int64_t) * 2 * (fh + fw));
-    if (r == NULL) return NULL;
-    for (int64_t i = 0; i < fh; ++i) fc_valid_range(h, oh, sh, i, dh, ph, &r[2 * i], &r[2 * i + 1]);
-    for (int64_t j = 0; j < fw; ++j)
-        fc_valid_range(w, ow, sw, j, dw, pw, &r[2 * (fh + j)], &r[2 * (fh + j) + 1]);
-    return r;
-}
-
 int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                   int64_t oh, int64_t ow) {
     int status = FN(check_conv_sizes)(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
-    int64_t *ranges = FN(valid_ranges)(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
+    int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (ranges == NULL) return FC_ERR_NOMEM;
     const int64_t ncols = n * oh * ow, rows = c * fh * fw;
     const REAL *x_end = x + n * c * h * w;
@@ -104,7 +92,7 @@ int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x,
                   int64_t oh, int64_t ow) {
     int status = FN(check_conv_sizes)(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
-    int64_t *ranges = FN(valid_ranges)(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
+    int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (ranges == NULL) return FC_ERR_NOMEM;
     const int64_t ncols = n * oh * ow;
     /* Each task owns one (image, channel) plane of x, so no two threads ever

@@ -149,24 +149,13 @@ int FN(fc_maxunpool)(const REAL *restrict x, const int64_t *restrict idx, REAL *
 
 /* Average pooling walks the window offsets (i, j) and, for each, adds a
  * shifted (strided) copy of the input rows into the output rows: the inner
- * loop runs over ox without bounds tests, as in col2im.  ranges[] holds the
- * valid output range per offset. */
-static int64_t *FN(pool_ranges)(int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
-                                int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
-    int64_t *r = malloc(sizeof(int64_t) * 2 * (kh + kw));
-    if (r == NULL) return NULL;
-    for (int64_t i = 0; i < kh; ++i) fc_valid_range(h, oh, sh, i, 1, ph, &r[2 * i], &r[2 * i + 1]);
-    for (int64_t j = 0; j < kw; ++j)
-        fc_valid_range(w, ow, sw, j, 1, pw, &r[2 * (kh + j)], &r[2 * (kh + j) + 1]);
-    return r;
-}
-
+ * loop runs over ox without bounds tests, as in col2im (fc_window_ranges). */
 int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
     int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
     if (status != FC_OK) return status;
-    int64_t *r = FN(pool_ranges)(h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw)); /* zero padding counts in the divisor */
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
@@ -195,7 +184,7 @@ int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
     int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
     if (status != FC_OK) return status;
-    int64_t *r = FN(pool_ranges)(h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+    int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw));
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)

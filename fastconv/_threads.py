@@ -56,8 +56,8 @@ def set_num_threads(n: int) -> None:
     _num_threads = n
     from . import backends
 
-    for name, module in backends._loaded.items():
-        apply_to_backend(name, module)
+    for module in backends._loaded.values():
+        apply_to_backend(module)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
@@ -65,7 +65,7 @@ def set_num_threads(n: int) -> None:
     _blas_limiter = threadpool_limits(limits=n, user_api="blas")
 
 
-def apply_to_backend(name: str, module) -> None:
+def apply_to_backend(module) -> None:
     """Push the current count into a freshly loaded (or already loaded) backend."""
     setter = getattr(module, "set_num_threads", None)
     if setter is not None:

@@ -113,12 +113,7 @@ class CNN(Layer):
         renamed, so a crash never leaves a half-written model."""
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "class": type(self).__name__,
                 "architecture": self.get_config(), "extra": extra or {}}
-        arrays = {_META_KEY: np.array(json.dumps(meta))}
-        for name, value, _ in self.parameters():
-            arrays["param:" + name] = value
-        for name, value in self.buffers():
-            arrays["buffer:" + name] = value
-        atomic_save_npz(path, arrays)
+        atomic_save_npz(path, {_META_KEY: np.array(json.dumps(meta)), **model_arrays(self)})
 
 
 Sequential = CNN
@@ -136,6 +131,13 @@ def atomic_save_npz(path, arrays: dict) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def model_arrays(model) -> dict[str, np.ndarray]:
+    """Every parameter and buffer, keyed as saved: 'param:<name>', 'buffer:<name>'."""
+    arrays = {"param:" + n: v for n, v, _ in model.parameters()}
+    arrays.update({"buffer:" + n: v for n, v in model.buffers()})
+    return arrays
 
 
 def build_layer(spec: dict) -> Layer:
@@ -173,17 +175,17 @@ def read_model_file(path):
 def load_model(path) -> CNN:
     """Rebuild a model written by CNN.save (loads with allow_pickle=False)."""
     meta, arrays = read_model_file(path)
+    return build_model(meta["architecture"], arrays, path)
+
+
+def build_model(architecture: dict, arrays: dict, path) -> CNN:
+    """A CNN from its saved architecture, filled with ``arrays`` (keys as in
+    model_arrays); ValueError naming ``path`` if they do not fit."""
     try:
-        model = CNN([build_layer(spec) for spec in meta["architecture"]["layers"]])
+        model = CNN([build_layer(spec) for spec in architecture["layers"]])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: cannot rebuild the architecture: {exc}") from None
-    _assign(model, arrays, path)
-    return model
-
-
-def _assign(model, arrays, path):
-    targets = {"param:" + n: v for n, v, _ in model.parameters()}
-    targets.update({"buffer:" + n: v for n, v in model.buffers()})
+    targets = model_arrays(model)
     missing = sorted(set(targets) - set(arrays))
     if missing:
         raise ValueError(f"{path}: missing arrays {missing[:5]}")
@@ -191,3 +193,4 @@ def _assign(model, arrays, path):
         if arrays[key].shape != target.shape:
             raise ValueError(f"{path}: {key} has shape {arrays[key].shape}, the architecture needs {target.shape}")
         target[...] = arrays[key]
+    return model

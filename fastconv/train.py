@@ -20,7 +20,7 @@ from . import __version__, _threads, backends, datasets
 from .architectures import ARCHITECTURES
 from .augment import batches, random_shift
 from .losses import SoftmaxCrossEntropy
-from .model import CNN, atomic_save_npz, build_layer
+from .model import atomic_save_npz, build_model, model_arrays
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
 CHECKPOINT = "checkpoint.npz"
@@ -141,8 +141,7 @@ def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress):
 
 
 def save_checkpoint(path, model, optimizer, schedule, state):
-    arrays = {"param:" + n: v for n, v, _ in model.parameters()}
-    arrays.update({"buffer:" + n: v for n, v in model.buffers()})
+    arrays = model_arrays(model)
     arrays.update({"opt:" + k: v for k, v in optimizer.state_dict().items()})
     state = {**state, "schedule_step": schedule.last_step if schedule else 0,
              "architecture": model.get_config(), "format": "fastconv.checkpoint"}
@@ -160,11 +159,7 @@ def load_checkpoint(path):
             arrays = {k: data[k] for k in data.files}
     except (OSError, EOFError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
-    model = CNN([build_layer(s) for s in state["architecture"]["layers"]])
-    for name, value, _ in model.parameters():
-        value[...] = arrays["param:" + name]
-    for name, value in model.buffers():
-        value[...] = arrays["buffer:" + name]
+    model = build_model(state["architecture"], arrays, path)
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
     return state, model, opt_state
 

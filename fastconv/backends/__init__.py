@@ -58,7 +58,7 @@ def load(name: str) -> ModuleType:
     _loaded[name] = module
     from .. import _threads
 
-    _threads.apply_to_backend(name, module)
+    _threads.apply_to_backend(module)
     return module
 
 

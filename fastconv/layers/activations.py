@@ -14,7 +14,7 @@ class ReLU(Layer):
 
     def forward(self, x):
         x = np.asarray(x)
-        self._out = np.maximum(x, x.dtype.type(0)) if x.dtype.kind == "f" else np.maximum(x, 0)
+        self._out = np.maximum(x, x.dtype.type(0))  # a scalar of x's dtype: no upcast
         return self._out
 
     def backward(self, d_out):
