@@ -20,6 +20,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default=None)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--random", action="store_true",
+                   help="random pixels instead of an MNIST batch (pooling is data-dependent)")
     args = p.parse_args()
     if args.backend:
         fastconv.set_backend(args.backend)
@@ -27,9 +29,12 @@ def main():
     model = seed_cnn()
     opt = fastconv.SGD(model, 0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     loss_fn = fastconv.SoftmaxCrossEntropy()
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 1, 28, 28), dtype=np.float32)
-    y = rng.integers(0, 10, 64)
+    if args.random:
+        rng = np.random.default_rng(0)
+        x, y = rng.random((64, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 64)
+    else:
+        images, labels, _, _ = fastconv.datasets.load_mnist(verbose=False)
+        x, y = images[:64], labels[:64]
     times = collections.defaultdict(float)
 
     def timed(name, fn, *a):

@@ -28,6 +28,20 @@ static inline void fc_valid_range(int64_t size, int64_t out, int64_t s, int64_t 
     *hi = fc_clamp(fc_floor_div(size - 1 - off, s) + 1, *lo, out);
 }
 
+/* FC_OK when the convolution geometry is well formed and (oh, ow) is the
+ * output size it implies; shared by the im2col and direct-convolution kernels. */
+static inline int fc_check_conv_sizes(int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
+                                      int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                      int64_t dh, int64_t dw, int64_t oh, int64_t ow) {
+    if (n < 1 || c < 1 || h < 1 || w < 1 || fh < 1 || fw < 1 || sh < 1 || sw < 1 ||
+        ph < 0 || pw < 0 || dh < 1 || dw < 1 || oh < 1 || ow < 1)
+        return FC_ERR_SIZE;
+    if (oh != (h + 2 * ph - dh * (fh - 1) - 1) / sh + 1 ||
+        ow != (w + 2 * pw - dw * (fw - 1) - 1) / sw + 1)
+        return FC_ERR_SIZE;
+    return FC_OK;
+}
+
 /* Valid output ranges of every kernel offset, computed once per call (the
  * same for im2col/col2im and for the pooling kernels, which pass d = 1):
  * ranges[2i], ranges[2i+1] = (lo, hi) of oy for kernel row i, and

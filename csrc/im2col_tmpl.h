@@ -13,23 +13,11 @@
 /* Elements in one 64-byte vector block. */
 #define VEC ((int64_t)(64 / sizeof(REAL)))
 
-static int FN(check_conv_sizes)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
-                                int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                int64_t dh, int64_t dw, int64_t oh, int64_t ow) {
-    if (n < 1 || c < 1 || h < 1 || w < 1 || fh < 1 || fw < 1 || sh < 1 || sw < 1 ||
-        ph < 0 || pw < 0 || dh < 1 || dw < 1 || oh < 1 || ow < 1)
-        return FC_ERR_SIZE;
-    if (oh != (h + 2 * ph - dh * (fh - 1) - 1) / sh + 1 ||
-        ow != (w + 2 * pw - dw * (fw - 1) - 1) / sw + 1)
-        return FC_ERR_SIZE;
-    return FC_OK;
-}
-
 int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                   int64_t oh, int64_t ow) {
-    int status = FN(check_conv_sizes)(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
+    int status = fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
     int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (ranges == NULL) return FC_ERR_NOMEM;
@@ -90,7 +78,7 @@ int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
                   int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                   int64_t oh, int64_t ow) {
-    int status = FN(check_conv_sizes)(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
+    int status = fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
     int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (ranges == NULL) return FC_ERR_NOMEM;

@@ -12,6 +12,12 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
+from ._blas_tuning import tune_openblas as _tune_openblas  # noqa: E402
+
+try:  # OpenBLAS threads that poll after each call would sit on the kernels' cores
+    _tune_openblas()
+except Exception:  # pragma: no cover - a tuning, never a reason to fail an import
+    pass
 from .backends import (
     BACKEND_NAMES,
     BackendUnavailableError,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .layers.base import LAYER_REGISTRY, Layer
+from .layers.fused import ConvPoolReLU, CroppedConv, fusable
 
 FORMAT = "fastconv.model"
 FORMAT_VERSION = 1
@@ -32,10 +33,23 @@ class CNN(Layer):
         return [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
 
     def _schedule(self):
-        """Execution order: a ReLU directly followed by a MaxPool2D runs as
-        pool-then-ReLU.  ReLU commutes with max (max(relu(x)) == relu(max(x)),
-        also with -inf padding) and the gradients w.r.t. x are identical, but
-        the ReLU then touches a 4x smaller tensor (2x2 pool) in both passes."""
+        """Execution order, rebuilt only when the layer list changes.
+
+        * A ReLU directly followed by a MaxPool2D runs as pool-then-ReLU.
+          ReLU commutes with max (max(relu(x)) == relu(max(x)), also with
+          -inf padding) and the gradients w.r.t. x are identical, but the ReLU
+          then touches a 4x smaller tensor (2x2 pool) in both passes.
+        * A Conv2D with few taps followed by that pool and ReLU runs as one
+          fused stage (layers/fused.py): its full-resolution output never
+          reaches memory.
+        * Any other unpadded Conv2D before an unpadded MaxPool2D gets only the
+          input rows and columns whose outputs the pool reads (CroppedConv)."""
+        from .backends import get_backend
+
+        # fusion depends on the backend, which set_backend may change
+        key = (get_backend(), *map(id, self.layers))
+        if getattr(self, "_order_key", None) == key:
+            return self._order
         order, i = [], 0
         while i < len(self.layers):
             layer = self.layers[i]
@@ -46,24 +60,49 @@ class CNN(Layer):
             else:
                 order.append(layer)
                 i += 1
-        return order
+        fused, i = [], 0
+        while i < len(order):
+            conv, pool, relu = (order[i:i + 3] + [None, None])[:3]
+            if (type(conv).__name__, type(pool).__name__, type(relu).__name__) == (
+                    "Conv2D", "MaxPool2D", "ReLU") and fusable(conv, pool):
+                fused.append(ConvPoolReLU(conv, pool, relu))
+                i += 3
+            elif (type(conv).__name__, type(pool).__name__) == ("Conv2D", "MaxPool2D") and (
+                    conv.padding == (0, 0) and pool.padding == (0, 0)):
+                fused.append(CroppedConv(conv, pool))  # a no-op crop when the pool reads everything
+                i += 1
+            else:
+                fused.append(order[i])
+                i += 1
+        self._order_key, self._order = key, fused
+        return fused
 
     def forward(self, x):
-        for layer in self._schedule():
-            x = layer.forward(x)
+        for stage in self._schedule():
+            x = stage.forward(x)
         return x
 
     def backward(self, d_out, input_grad=True):
-        """Backpropagate ``d_out``; returns d_x, or None with input_grad=False
-        (which lets the first layer skip computing it: a training loop never
-        needs the gradient of the images)."""
+        """Backpropagate ``d_out``; returns d_x, or None with input_grad=False.
+
+        Without the input gradient (a training loop never needs the gradient
+        of the images), backward stops at the first stage with parameters,
+        which computes only its parameter gradients when it can
+        (``backward_params_only``): parameter-free layers before it
+        (Normalize, Dropout, ...) need no backward at all."""
         order = self._schedule()
-        first = order[0] if order else None
-        for layer in reversed(order):
-            if layer is first and not input_grad and hasattr(layer, "backward_params_only"):
-                layer.backward_params_only(d_out)
+        stop = 0
+        if not input_grad:
+            stop = next((k for k, s in enumerate(order) if _has_params(s)), len(order))
+        for k in range(len(order) - 1, stop - 1, -1):
+            stage = order[k]
+            if k == stop and not input_grad:
+                if hasattr(stage, "backward_params_only"):
+                    stage.backward_params_only(d_out)
+                else:
+                    stage.backward(d_out)
                 return None
-            d_out = layer.backward(d_out)
+            d_out = stage.backward(d_out)
         return d_out if input_grad else None
 
     def update_params(self, lr):
@@ -114,6 +153,12 @@ class CNN(Layer):
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "class": type(self).__name__,
                 "architecture": self.get_config(), "extra": extra or {}}
         atomic_save_npz(path, {_META_KEY: np.array(json.dumps(meta)), **model_arrays(self)})
+
+
+
+def _has_params(stage) -> bool:
+    layers = stage.layers if isinstance(stage, (ConvPoolReLU, CroppedConv)) else (stage,)
+    return any(True for layer in layers for _ in layer.parameters())
 
 
 Sequential = CNN

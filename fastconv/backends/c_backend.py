@@ -10,6 +10,10 @@ import numpy as np
 
 from .._fastconv_c import ffi, lib  # ImportError here = extension not built
 
+# CNN runs Conv2D -> ReLU -> MaxPool2D of few-tap layers through conv_maxpool_*
+# (layers/fused.py): here they beat im2col + GEMM + pool.
+FUSE_CONV_POOL = True
+
 _CTYPE = {
     np.dtype(np.float32): "float[]",
     np.dtype(np.float64): "double[]",
@@ -65,3 +69,5 @@ bn_stats = _kernel("bn_stats")
 channel_affine = _kernel("channel_affine")
 bn_bwd_reduce = _kernel("bn_bwd_reduce")
 bn_bwd_apply = _kernel("bn_bwd_apply")
+conv_maxpool_fwd = _kernel("conv_maxpool_fwd")
+conv_maxpool_bwd_params = _kernel("conv_maxpool_bwd_params")

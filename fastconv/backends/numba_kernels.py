@@ -19,6 +19,10 @@ from numba import prange, uint64
 
 from .. import config
 
+# conv_maxpool_* are correct but slower than this backend's unfused kernels,
+# so CNN does not fuse layers with it (layers/fused.py).
+FUSE_CONV_POOL = False
+
 _OPTS = config.numba_options()
 njit = numba.njit(**_OPTS)
 njit_serial = numba.njit(**{**_OPTS, "parallel": False})
@@ -132,6 +136,7 @@ def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
                             xf[d + k * usw] += colf[s + k]
 
 
+
 # ---------------------------------------------------------------- pooling
 # One (image, channel) plane per task: backward scatters never share an
 # address across threads.
@@ -149,71 +154,78 @@ def _beats_nb(v, best):
     return (v > best) | ((v != v) & (best == best))
 
 
+@njit_serial
+def _maxpool_plane(xf, plane, of, jf, o, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Pool the (h, w) plane at xf[plane:] into of/jf[o:] (OH*OW each):
+    shared by maxpool_fwd and conv_maxpool_fwd."""
+    plane = uint64(plane)
+    o = uint64(o)
+    fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    for oy in range(oh):
+        if fast22:
+            r0 = uint64(2 * oy * w)
+            # Whole chunks of 8 outputs, the tail as one more chunk that
+            # overlaps the last (recomputing is harmless): LLVM's vector
+            # body runs, not a scalar tail that mispredicts on random data.
+            if ow < 8:
+                # rows shorter than a chunk: the tournament in pure
+                # arithmetic (winners as offsets), no branches to mispredict
+                for ox in range(uint64(ow)):
+                    p0 = plane + r0 + uint64(2) * ox
+                    p1 = p0 + uint64(w)
+                    tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
+                    bd = uint64(_beats_nb(xf[p1 + uint64(1)], xf[p1]))
+                    down = uint64(_beats_nb(xf[p1 + bd], xf[p0 + tb]))
+                    off = tb + down * (uint64(w) + bd - tb)
+                    of[o + ox] = xf[p0 + off]
+                    jf[o + ox] = r0 + uint64(2) * ox + off
+                o += uint64(ow)
+                continue
+            body = ow - ow % 8
+            for seg in range(2):
+                lo, hi = 0, body
+                if seg == 1:
+                    if body == ow:
+                        break
+                    lo, hi = max(ow - 8, 0), ow
+                for ox in range(uint64(lo), uint64(hi)):
+                    a = r0 + uint64(2) * ox
+                    top = xf[plane + a]  # (own names: these are uint64, the
+                    win = a              #  general path's are int64)
+                    for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
+                        v = xf[plane + cand]
+                        if _beats(v, top):
+                            top = v
+                            win = cand
+                    of[o + ox] = top
+                    jf[o + ox] = win
+            o += uint64(ow)
+            continue
+        y0 = oy * sh - ph
+        ya, yb = max(y0, 0), min(y0 + kh, h)
+        for ox in range(ow):
+            x0 = ox * sw - pw
+            xa, xb = max(x0, 0), min(x0 + kw, w)
+            at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
+            best = xf[plane + uint64(at)]
+            for iy in range(ya, yb):
+                for ix in range(xa, xb):
+                    v = xf[plane + uint64(iy * w + ix)]
+                    if _beats(v, best):
+                        best = v
+                        at = iy * w + ix
+            of[o + uint64(ox)] = best
+            jf[o + uint64(ox)] = at
+        o += uint64(ow)
+
+
 @njit
 def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     xf = x.reshape(-1)
     of = out.reshape(-1)
     jf = idx.reshape(-1)
-    fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     for p in prange(n * c):
-        plane = uint64(p * h * w)
-        o = uint64(p * oh * ow)
-        for oy in range(oh):
-            if fast22:
-                r0 = uint64(2 * oy * w)
-                # Whole chunks of 8 outputs, the tail as one more chunk that
-                # overlaps the last (recomputing is harmless): LLVM's vector
-                # body runs, not a scalar tail that mispredicts on random data.
-                if ow < 8:
-                    # rows shorter than a chunk: the tournament in pure
-                    # arithmetic (winners as offsets), no branches to mispredict
-                    for ox in range(uint64(ow)):
-                        p0 = plane + r0 + uint64(2) * ox
-                        p1 = p0 + uint64(w)
-                        tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
-                        bd = uint64(_beats_nb(xf[p1 + uint64(1)], xf[p1]))
-                        down = uint64(_beats_nb(xf[p1 + bd], xf[p0 + tb]))
-                        off = tb + down * (uint64(w) + bd - tb)
-                        of[o + ox] = xf[p0 + off]
-                        jf[o + ox] = r0 + uint64(2) * ox + off
-                    o += uint64(ow)
-                    continue
-                body = ow - ow % 8
-                for seg in range(2):
-                    lo, hi = 0, body
-                    if seg == 1:
-                        if body == ow:
-                            break
-                        lo, hi = max(ow - 8, 0), ow
-                    for ox in range(uint64(lo), uint64(hi)):
-                        a = r0 + uint64(2) * ox
-                        top = xf[plane + a]  # (own names: these are uint64, the
-                        win = a              #  general path's are int64)
-                        for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
-                            v = xf[plane + cand]
-                            if _beats(v, top):
-                                top = v
-                                win = cand
-                        of[o + ox] = top
-                        jf[o + ox] = win
-                o += uint64(ow)
-                continue
-            y0 = oy * sh - ph
-            ya, yb = max(y0, 0), min(y0 + kh, h)
-            for ox in range(ow):
-                x0 = ox * sw - pw
-                xa, xb = max(x0, 0), min(x0 + kw, w)
-                at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
-                best = xf[plane + uint64(at)]
-                for iy in range(ya, yb):
-                    for ix in range(xa, xb):
-                        v = xf[plane + uint64(iy * w + ix)]
-                        if _beats(v, best):
-                            best = v
-                            at = iy * w + ix
-                of[o + uint64(ox)] = best
-                jf[o + uint64(ox)] = at
-            o += uint64(ow)
+        _maxpool_plane(xf, p * h * w, of, jf, p * oh * ow, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
 @njit
@@ -404,3 +416,84 @@ def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
         base = uint64(p * s)
         for k in range(uint64(s)):
             of[base + k] = gf[base + k] * a + (xf[base + k] - m) * b + z
+
+
+# ------------------------------------- few-tap convolution + max pool
+# conv_maxpool_fwd: the convolution of one (image, filter) plane lands in a
+# per-task scratch and is pooled from there; the full-resolution output never
+# reaches memory.  Pooled out/idx/d_out: (N, F, PH, PW).
+
+
+@njit
+def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow,
+                     kh, kw, psh, psw, poh, pow_):
+    r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
+    xf = x.reshape(-1)
+    of = out.reshape(-1)
+    jf = idx.reshape(-1)
+    usw = uint64(sw)
+    for img in prange(n):
+        plane = np.empty(oh * ow, dtype=x.dtype)
+        for fi in range(f):
+            plane[:] = b[fi]
+            for ch in range(c):
+                for i in range(fh):
+                    for j in range(fw):
+                        wv = wt[fi, ch, i, j]
+                        lo, hi = r[fh + j, 0], r[fh + j, 1]
+                        if hi <= lo:
+                            continue
+                        for oy in range(r[i, 0], r[i, 1]):
+                            d = uint64(oy * ow + lo)
+                            s = uint64(((img * c + ch) * h + oy * sh + i * dh - ph) * w
+                                       + j * dw - pw + lo * sw)
+                            for k in range(uint64(hi - lo)):
+                                plane[d + k] += wv * xf[s + k * usw]
+            _maxpool_plane(plane, 0, of, jf, (img * f + fi) * poh * pow_, oh, ow, kh, kw, psh, psw,
+                           0, 0, poh, pow_)
+
+
+@njit_serial
+def _winner(at, py, px, ow, kh, kw, psh, psw):
+    """(oy, ox, ok): the winner's position; ok is False outside its window."""
+    oy = py * psh
+    for r in range(1, kh):
+        if at >= (py * psh + r) * ow:
+            oy += 1
+    ox = at - oy * ow
+    return oy, ox, px * psw <= ox < px * psw + kw
+
+
+@njit
+def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                            oh, ow, kh, kw, psh, psw, poh, pow_):
+    """Only the winners received gradient: each pooled element adds
+    g * (the input window under its winner).  One filter per task."""
+    bad = np.zeros(f, dtype=np.int64)
+    for fi in prange(f):
+        acc = np.zeros((c, fh, fw))
+        acc_b = 0.0
+        for img in range(n):
+            for py in range(poh):
+                for px in range(pow_):
+                    g = np.float64(d_out[img, fi, py, px])
+                    oy, ox, ok = _winner(idx[img, fi, py, px], py, px, ow, kh, kw, psh, psw)
+                    if not ok:
+                        bad[fi] += 1
+                        continue
+                    acc_b += g
+                    y0 = oy * sh - ph
+                    x0 = ox * sw - pw
+                    for ch in range(c):
+                        for i in range(fh):
+                            iy = y0 + i * dh
+                            if iy < 0 or iy >= h:
+                                continue
+                            for j in range(fw):
+                                jx = x0 + j * dw
+                                if 0 <= jx < w:
+                                    acc[ch, i, j] += g * x[img, ch, iy, jx]
+        d_w[fi] = acc
+        d_b[fi] = acc_b
+    if bad.sum():
+        raise IndexError("an index points outside its pooling window")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The reference computes a CNN layer by layer (no fused stages; layers/fused.py).
+FUSE_CONV_POOL = False
+
 
 def _window(start: int, count: int, step: int) -> slice:
     """The ``count`` positions start, start+step, ... as an exact slice."""
@@ -35,6 +38,49 @@ def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
             ].transpose(1, 0, 2, 3)
     x[...] = x_pad[:, :, ph : ph + h, pw : pw + w]
 
+
+
+# ------------------------------------- few-tap convolution + max pool
+# Pooled out, idx and d_out: (N, F, PH, PW).
+def _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """(i, j, x_pad window read by tap (i, j)) for every kernel tap: (N, C, OH, OW) each."""
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    for i in range(fh):
+        for j in range(fw):
+            yield i, j, x_pad[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
+
+
+def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow,
+                     kh, kw, psh, psw, poh, pow_):
+    """The definition: the convolution (tap by tap), then max pool (no padding)."""
+    conv = np.empty((n, f, oh, ow), dtype=x.dtype)
+    conv[...] = b[None, :, None, None]
+    for i, j, patch in _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+        conv += np.tensordot(wt[:, :, i, j], patch, axes=([1], [1])).transpose(1, 0, 2, 3)
+    maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
+
+
+def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                            oh, ow, kh, kw, psh, psw, poh, pow_):
+    """Route the pooled gradient to the winners (max pool backward), then the
+    convolution's weight and bias gradients: per tap, a sum over N, OH, OW."""
+    _check_windows(idx, oh, ow, kh, kw, psh, psw)
+    d_conv = np.empty((n, f, oh, ow), dtype=x.dtype)
+    maxpool_bwd(d_out, idx, d_conv, n, f, oh, ow, poh, pow_)
+    d_b[...] = d_conv.sum(axis=(0, 2, 3), dtype=np.float64)
+    for i, j, patch in _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+        d_w[:, :, i, j] = np.tensordot(d_conv, patch, axes=([0, 2, 3], [0, 2, 3]))
+
+
+def _check_windows(idx, oh, ow, kh, kw, psh, psw):
+    """Every index must name a position inside its own pooling window."""
+    poh, pow_ = idx.shape[2:]
+    iy, ix = np.divmod(idx, ow)
+    y0 = (np.arange(poh) * psh)[:, None]
+    x0 = (np.arange(pow_) * psw)[None, :]
+    bad = np.count_nonzero((idx < 0) | (iy < y0) | (iy >= y0 + kh) | (ix < x0) | (ix >= x0 + kw))
+    if bad:
+        raise IndexError(f"{bad} index value(s) outside their pooling window")
 
 # ---------------------------------------------------------------- pooling
 def _pool_offsets(kh, kw):

@@ -63,16 +63,25 @@ class Conv2D(Layer):
         per_image = c * kh * kw * oh * ow * self.dtype.itemsize
         return max(1, min(x_shape[0], self.max_col_bytes // max(per_image, 1)))
 
-    def forward(self, x):
+    def _prepare(self, x):
+        """x as a C-contiguous array of this layer's dtype, checked; and (OH, OW)."""
         x = self._input(x, 4, "(N, C, H, W)", self.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self!r} expects {self.in_channels} input channels, got input of shape {x.shape}"
             )
-        x = np.ascontiguousarray(x)
-        n = x.shape[0]
         kh, kw = self.kernel_size
         oh, ow = _checks.conv_output_size(*x.shape[2:], kh, kw, self.stride, self.padding, self.dilation)
+        return np.ascontiguousarray(x), oh, ow
+
+    def _remember_input(self, x, oh, ow):
+        """Cache for backward without the column matrix (rebuilt per chunk)."""
+        self._cache = (x, None, self._chunk(x.shape, oh, ow), oh, ow)
+
+    def forward(self, x):
+        x, oh, ow = self._prepare(x)
+        n = x.shape[0]
+        kh, kw = self.kernel_size
         g, f, L = self.groups, self.out_channels, oh * ow
         w_mat = self.weights.reshape(g, f // g, -1)
         chunk = self._chunk(x.shape, oh, ow)

@@ -1,0 +1,302 @@
+/* A few-tap convolution (C*FH*FW small, such as a first layer on 1-channel
+ * images) fused with the max pool after it, for one element type; included
+ * by conv_maxpool.c with REAL and FN(name) defined.
+ *
+ * Why: with C*FH*FW = 9 an im2col GEMM has an inner dimension of 9, so the
+ * layer is memory bound: its full-resolution output (5.5 MB for the seed
+ * network's first layer) is written, pooled, and in backward a gradient of
+ * that size is scattered and multiplied back.  Fused, the output plane lives
+ * in a per-thread scratch and only the pooled plane and indices are
+ * written; the weight gradient reads only the pooled gradient, at the winners.
+ *
+ * Forward: each task copies one image into a zero-padded scratch (no tap
+ * needs a bounds test) and computes output rows in fixed blocks of CONV_VEC
+ * elements whose accumulators stay in vector registers, in a scratch plane
+ * whose rows are padded to whole blocks (no vector tails).
+ *
+ * Layouts: x (N, C, H, W), weights (F, C, FH, FW); pooled out, idx and d_out
+ * (N, F, PH, PW); idx as max pool's (h*OW + w within the conv output plane).
+ */
+#include "maxpool_plane_tmpl.h"
+
+#define CONV_VEC ((int64_t)(64 / sizeof(REAL)))
+/* A block of CONV_VEC elements as a GCC vector (split into narrower
+ * registers where the target has no 512-bit ones); element alignment, so a
+ * block may start anywhere.  gcc scalarised the equivalent array loops. */
+typedef REAL FN(vblock) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
+
+/* The block starting at src, CONV_VEC elements `step` apart. */
+static inline FN(vblock) FN(load_block)(const REAL *src, int64_t step) {
+    if (step == 1) return *(const FN(vblock) *)src;
+    FN(vblock) v;
+    for (int64_t k = 0; k < CONV_VEC; ++k) v[k] = src[k * step];
+    return v;
+}
+
+/* Sizes of the per-task scratch buffers for one geometry. */
+typedef struct {
+    int64_t hp, wp;  /* padded image plane: rows, row length */
+    int64_t owp;     /* output row length rounded up to whole blocks */
+} FN(conv_scratch);
+
+static FN(conv_scratch) FN(scratch_sizes)(int64_t h, int64_t w, int64_t fw, int64_t sw, int64_t ph,
+                                          int64_t pw, int64_t dw, int64_t ow) {
+    FN(conv_scratch) s;
+    s.hp = h + 2 * ph;
+    s.owp = (ow + CONV_VEC - 1) / CONV_VEC * CONV_VEC;
+    const int64_t reach = (s.owp - 1) * sw + (fw - 1) * dw + 1; /* last column a block reads */
+    s.wp = reach > w + 2 * pw ? reach : w + 2 * pw;
+    return s;
+}
+
+/* xp <- image (C planes of h x w) with a zero border of (ph, pw) and zero slack. */
+static void FN(pad_image)(const REAL *restrict img, REAL *restrict xp, int64_t c, int64_t h, int64_t w,
+                          int64_t ph, int64_t pw, FN(conv_scratch) s) {
+    memset(xp, 0, sizeof(REAL) * c * s.hp * s.wp);
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t y = 0; y < h; ++y)
+            memcpy(xp + (ch * s.hp + y + ph) * s.wp + pw, img + (ch * h + y) * w, sizeof(REAL) * w);
+}
+
+/* plane (oh x s.owp) <- bias + correlation of the padded image with one
+ * filter wf (C*FH*FW).  Four output rows at a time: four independent
+ * accumulator chains keep the FMA unit busy (one chain waits on FMA latency). */
+static inline __attribute__((always_inline)) void FN(conv_plane_body)(
+    const REAL *restrict xp, const REAL *restrict wf, REAL bias, REAL *restrict plane, int64_t c,
+    int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t oh,
+    FN(conv_scratch) s) {
+    const int64_t rs = sh * s.wp; /* input distance between consecutive output rows */
+    int64_t oy = 0;
+    for (; oy + 4 <= oh; oy += 4) {
+        for (int64_t ox0 = 0; ox0 < s.owp; ox0 += CONV_VEC) {
+            FN(vblock) a0 = (FN(vblock)){0} + bias, a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                for (int64_t i = 0; i < fh; ++i) {
+                    const REAL *row = xp + (ch * s.hp + oy * sh + i * dh) * s.wp + ox0 * sw;
+                    for (int64_t j = 0; j < fw; ++j) {
+                        const REAL wv = wf[(ch * fh + i) * fw + j];
+                        const REAL *src = row + j * dw;
+                        a0 += wv * FN(load_block)(src, sw);
+                        a1 += wv * FN(load_block)(src + rs, sw);
+                        a2 += wv * FN(load_block)(src + 2 * rs, sw);
+                        a3 += wv * FN(load_block)(src + 3 * rs, sw);
+                    }
+                }
+            }
+            REAL *o = plane + oy * s.owp + ox0;
+            *(FN(vblock) *)o = a0;
+            *(FN(vblock) *)(o + s.owp) = a1;
+            *(FN(vblock) *)(o + 2 * s.owp) = a2;
+            *(FN(vblock) *)(o + 3 * s.owp) = a3;
+        }
+    }
+    for (; oy < oh; ++oy) {
+        for (int64_t ox0 = 0; ox0 < s.owp; ox0 += CONV_VEC) {
+            FN(vblock) acc = (FN(vblock)){0} + bias;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                for (int64_t i = 0; i < fh; ++i) {
+                    const REAL *row = xp + (ch * s.hp + oy * sh + i * dh) * s.wp + ox0 * sw;
+                    for (int64_t j = 0; j < fw; ++j)
+                        acc += wf[(ch * fh + i) * fw + j] * FN(load_block)(row + j * dw, sw);
+                }
+            }
+            *(FN(vblock) *)(plane + oy * s.owp + ox0) = acc;
+        }
+    }
+}
+
+/* conv_plane_body with the common geometries as compile-time constants:
+ * with the loop bounds and steps known, gcc unrolls the taps and keeps
+ * addresses in registers (3x faster than the generic loops). */
+static void FN(conv_plane)(const REAL *restrict xp, const REAL *restrict wf, REAL bias,
+                           REAL *restrict plane, int64_t c, int64_t fh, int64_t fw, int64_t sh,
+                           int64_t sw, int64_t dh, int64_t dw, int64_t oh, FN(conv_scratch) s) {
+    if (sh == 1 && sw == 1 && dh == 1 && dw == 1 && fh == fw && (fh == 3 || fh == 5)) {
+        if (c == 1 && fh == 3) FN(conv_plane_body)(xp, wf, bias, plane, 1, 3, 3, 1, 1, 1, 1, oh, s);
+        else if (c == 1) FN(conv_plane_body)(xp, wf, bias, plane, 1, 5, 5, 1, 1, 1, 1, oh, s);
+        else if (fh == 3) FN(conv_plane_body)(xp, wf, bias, plane, c, 3, 3, 1, 1, 1, 1, oh, s);
+        else FN(conv_plane_body)(xp, wf, bias, plane, c, 5, 5, 1, 1, 1, 1, oh, s);
+        return;
+    }
+    FN(conv_plane_body)(xp, wf, bias, plane, c, fh, fw, sh, sw, dh, dw, oh, s);
+}
+
+/* out, idx (N, F, PH, PW) <- max pool (kh x kw, stride psh x psw, no padding)
+ * of the convolution, which is computed one plane at a time in scratch. */
+int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
+                            REAL *restrict out, int64_t *restrict idx,
+                            int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
+                            int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
+                            int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
+                            int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
+                            int64_t pow_) {
+    if (f < 1 || fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK ||
+        FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) != FC_OK)
+        return FC_ERR_SIZE;
+    const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
+    int failed = 0;
+#pragma omp parallel num_threads(fc_nthreads)
+    {
+        REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
+        REAL *plane = malloc(sizeof(REAL) * oh * s.owp);
+        if (xp == NULL || plane == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t img = 0; img < n; ++img) {
+            if (xp == NULL || plane == NULL) continue;
+            FN(pad_image)(x + img * c * h * w, xp, c, h, w, ph, pw, s);
+            for (int64_t fi = 0; fi < f; ++fi) {
+                FN(conv_plane)(xp, wt + fi * c * fh * fw, b[fi], plane, c, fh, fw, sh, sw, dh, dw, oh, s);
+                const int64_t at = (img * f + fi) * poh * pow_;
+                FN(maxpool_plane)(plane, s.owp, oh, ow, out + at, idx + at, kh, kw, psh, psw, 0, 0,
+                                  poh, pow_);
+            }
+        }
+        free(xp);
+        free(plane);
+    }
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* The winner of pooled element (py, px) as (oy, ox) from its plane index:
+ * its row by comparisons within the pooling window (no integer division, no
+ * branch on random data).  Returns 0 when the index lies outside the window. */
+static inline int FN(winner)(int64_t at, int64_t py, int64_t px, int64_t ow, int64_t kh, int64_t kw,
+                             int64_t psh, int64_t psw, int64_t *oy, int64_t *ox) {
+    *oy = py * psh;
+    for (int64_t r = 1; r < kh; ++r) *oy += at >= (py * psh + r) * ow;
+    *ox = at - *oy * ow;
+    return !(*ox < px * psw || *ox >= px * psw + kw);
+}
+
+/* acc[taps] += the weight gradient of one filter over one image, acc[taps]
+ * += its bias gradient: only the winners received gradient, so each pooled
+ * element adds g * (the input window under its winner) -- PH*PW windows
+ * per plane instead of OH*OW.  Returns the number of bad indices. */
+static int64_t FN(pooled_grad)(const REAL *restrict xi, const REAL *restrict g,
+                               const int64_t *restrict ix, double *restrict acc, int64_t c,
+                               int64_t h, int64_t w, int64_t fh, int64_t fw, int64_t sh, int64_t sw,
+                               int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t ow, int64_t kh,
+                               int64_t kw, int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
+    int64_t bad = 0;
+    for (int64_t py = 0; py < poh; ++py) {
+        for (int64_t px = 0; px < pow_; ++px) {
+            const REAL gv = g[py * pow_ + px];
+            int64_t oy, ox;
+            if (!FN(winner)(ix[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
+                ++bad;
+                continue;
+            }
+            acc[c * fh * fw] += gv;
+            const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                for (int64_t i = 0; i < fh; ++i) {
+                    const int64_t iy = y0 + i * dh;
+                    if (iy < 0 || iy >= h) continue; /* padding */
+                    const REAL *row = xi + (ch * h + iy) * w;
+                    for (int64_t j = 0; j < fw; ++j) {
+                        const int64_t jx = x0 + j * dw;
+                        if (jx >= 0 && jx < w) acc[(ch * fh + i) * fw + j] += (double)gv * row[jx];
+                    }
+                }
+            }
+        }
+    }
+    return bad;
+}
+
+/* pooled_grad for the common first layer (1 channel, 3x3, stride 1, no
+ * padding or dilation; any pooling): each window's three rows are 4-wide
+ * vectors (the 4th lane is ignored), so an element costs three FMAs.  xp is
+ * the image with slack columns (scratch_sizes), so the 4th lane stays inside
+ * it.  Sums per image in REAL, then in double. */
+typedef REAL FN(v4) __attribute__((vector_size(4 * sizeof(REAL)), aligned(sizeof(REAL)), may_alias));
+static int64_t FN(pooled_grad_c1k3)(const REAL *restrict xp, const REAL *restrict g,
+                                    const int64_t *restrict ix, double *restrict acc, int64_t wp,
+                                    int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
+                                    int64_t poh, int64_t pow_) {
+    int64_t bad = 0;
+    FN(v4) r0 = {0}, r1 = {0}, r2 = {0};
+    REAL sb = 0;
+    for (int64_t py = 0; py < poh; ++py) {
+        for (int64_t px = 0; px < pow_; ++px) {
+            const REAL gv = g[py * pow_ + px];
+            int64_t oy, ox;
+            if (!FN(winner)(ix[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
+                ++bad;
+                continue;
+            }
+            const REAL *p = xp + oy * wp + ox;
+            r0 += gv * *(const FN(v4) *)p;
+            r1 += gv * *(const FN(v4) *)(p + wp);
+            r2 += gv * *(const FN(v4) *)(p + 2 * wp);
+            sb += gv;
+        }
+    }
+    for (int j = 0; j < 3; ++j) {
+        acc[j] += r0[j];
+        acc[3 + j] += r1[j];
+        acc[6 + j] += r2[j];
+    }
+    acc[9] += sb;
+    return bad;
+}
+
+/* Weight and bias gradients of conv_maxpool from the pooled gradient d_out
+ * (N, F, PH, PW) and the pooling indices.  One filter per task
+ * (deterministic, no atomics), double accumulators. */
+int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict d_out,
+                                   const int64_t *restrict idx, REAL *restrict d_w,
+                                   REAL *restrict d_b,
+                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
+                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
+                                   int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
+                                   int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
+                                   int64_t pow_) {
+    if (f < 1 || fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK ||
+        FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) != FC_OK)
+        return FC_ERR_SIZE;
+    const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
+    const int64_t taps = c * fh * fw, pooled = poh * pow_;
+    const int c1k3 = c == 1 && fh == 3 && fw == 3 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
+                     dh == 1 && dw == 1;
+    int failed = 0;
+    int64_t bad = 0;
+#pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
+    {
+        double *acc = malloc(sizeof(double) * (taps + 1)); /* taps, then the bias */
+        REAL *xp = c1k3 ? malloc(sizeof(REAL) * s.hp * s.wp) : NULL;
+        const int ok = acc != NULL && (xp != NULL || !c1k3);
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t fi = 0; fi < f; ++fi) {
+            if (!ok) continue;
+            for (int64_t t = 0; t <= taps; ++t) acc[t] = 0;
+            for (int64_t img = 0; img < n; ++img) {
+                const REAL *xi = x + img * c * h * w;
+                const REAL *g = d_out + (img * f + fi) * pooled;
+                const int64_t *ix = idx + (img * f + fi) * pooled;
+                if (c1k3) {
+                    FN(pad_image)(xi, xp, 1, h, w, 0, 0, s);
+                    bad += FN(pooled_grad_c1k3)(xp, g, ix, acc, s.wp, ow, kh, kw, psh, psw, poh, pow_);
+                } else {
+                    bad += FN(pooled_grad)(xi, g, ix, acc, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, ow,
+                                           kh, kw, psh, psw, poh, pow_);
+                }
+            }
+            for (int64_t t = 0; t < taps; ++t) d_w[fi * taps + t] = (REAL)acc[t];
+            d_b[fi] = (REAL)acc[taps];
+        }
+        free(acc);
+        free(xp);
+    }
+    if (failed) return FC_ERR_NOMEM;
+    return bad ? FC_ERR_INDEX : FC_OK;
+}
+
+#undef CONV_VEC

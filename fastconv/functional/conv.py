@@ -1,0 +1,87 @@
+"""A few-tap convolution fused with the max pool that follows it.
+
+When C*KH*KW is small -- a first layer on 1-channel images has 9 -- an im2col
+GEMM has an inner dimension of 9 and the layer is memory bound: its
+full-resolution output is written, read back by the pool, and in backward a
+gradient of that size is scattered and multiplied again.  ``conv2d_maxpool``
+computes each output plane in cache and writes only the pooled result and
+its indices; ``conv2d_maxpool_backward_params`` reads only the pooled
+gradient, at the winners.  CNN runs Conv2D -> ReLU -> MaxPool2D through them
+when the convolution qualifies (see ``CNN._schedule``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks, backends
+from .im2col import _conv_geometry
+from .pooling import _pool_geometry
+
+
+def _sizes(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
+    f, c, fh, fw = w_shape
+    if c != x_shape[1]:
+        raise ValueError(
+            f"weights of shape {tuple(w_shape)} expect {c} input channels, but x has shape "
+            f"{tuple(x_shape)}; weights must be (F, C, KH, KW) with C = x.shape[1] (groups=1)"
+        )
+    n, c, h, w, fh, fw, *conv, oh, ow = _conv_geometry(x_shape, fh, fw, stride, padding, dilation)
+    *_, kh, kw, psh, psw, _, _, poh, pow_ = _pool_geometry((n, f, oh, ow), pool_size, pool_stride, 0)
+    return (n, c, h, w, f, fh, fw, *conv, oh, ow, kh, kw, psh, psw, poh, pow_)
+
+
+def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_size=2,
+                   pool_stride=None, *, backend=None):
+    """``max_pool2d(conv2d(x, weights, bias), pool_size, pool_stride)`` in one pass.
+
+    x (N, C, H, W); weights (F, C, KH, KW); bias (F,) or None.  The pool has
+    no padding.  Returns ``(out, indices)``, both (N, F, PH, PW): indices are
+    the winners' flat positions ``h*OW + w`` in the convolution's (OH, OW)
+    output plane, exactly as ``max_pool2d`` of the convolution would give."""
+    x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
+    weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
+    _checks.same_dtype(x, weights, "x", "weights")
+    sizes = _sizes(x.shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
+    n, f, poh, pow_ = sizes[0], sizes[4], sizes[-2], sizes[-1]
+    if bias is None:
+        bias = np.zeros(f, dtype=x.dtype)
+    bias = _checks.float_array(bias, "bias", ndim=1, layout="(F,)")
+    _checks.same_dtype(x, bias, "x", "bias")
+    if bias.shape != (f,):
+        raise ValueError(f"bias has shape {bias.shape}; the weights have {f} filters, so it must be ({f},)")
+    out = np.empty((n, f, poh, pow_), dtype=x.dtype)
+    indices = np.empty((n, f, poh, pow_), dtype=np.int64)
+    backends.resolve(backend).conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
+    return out, indices
+
+
+def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, padding=0, dilation=1,
+                                   pool_size=2, pool_stride=None, *, backend=None):
+    """Gradients of :func:`conv2d_maxpool` with respect to the weights and
+    the bias (not x), from d_out and the indices it returned (N, F, PH, PW).
+    Returns ``(d_weights, d_bias)``, shaped weights_shape and (F,)."""
+    x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
+    d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, F, PH, PW)")
+    _checks.same_dtype(x, d_out, "x", "d_out")
+    w_shape = _checks.shape4(weights_shape, "weights_shape")
+    sizes = _sizes(x.shape, w_shape, stride, padding, dilation, pool_size, pool_stride)
+    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
+    if d_out.shape != pooled_shape:
+        raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
+    indices = np.asarray(indices)
+    if indices.shape != pooled_shape or indices.dtype != np.int64:
+        raise ValueError(
+            f"indices must be the int64 array of shape {pooled_shape} that conv2d_maxpool returned, "
+            f"got {indices.dtype} {indices.shape}"
+        )
+    indices = np.ascontiguousarray(indices)
+    d_w = np.empty(w_shape, dtype=x.dtype)
+    d_b = np.empty(w_shape[0], dtype=x.dtype)
+    try:
+        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, indices, d_w, d_b, *sizes)
+    except IndexError as exc:
+        raise ValueError(
+            f"indices point outside their pooling windows ({exc}); pass the indices conv2d_maxpool "
+            f"returned for this x and geometry"
+        ) from None
+    return d_w, d_b

@@ -1,0 +1,140 @@
+"""Conv2D -> ReLU -> MaxPool2D as one stage, for convolutions with few taps.
+
+``CNN`` runs such a triple through :func:`fastconv.functional.conv2d_maxpool`
+when the convolution has ``in_channels * KH * KW <= FUSE_MAX_TAPS`` (a first
+layer on 1-channel images) and groups == 1, the pool has no padding, and the
+backend's fused kernels are its fast path (see :func:`fusable`).
+The results are the same as running the three layers (tested), but the
+convolution's full-resolution output never reaches memory.
+
+ReLU runs after the pool (max commutes with ReLU, as in ``CNN._schedule``).
+The weight gradients land in the Conv2D's ``d_weights``/``d_bias`` as usual;
+the MaxPool2D's own cache is not filled (the stage keeps the indices).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _checks, backends
+from .. import functional as F
+
+# in_channels * KH * KW up to which the fused kernels beat im2col + GEMM:
+# 1-channel 3x3 and 5x5 kernels.
+FUSE_MAX_TAPS = 25
+
+
+def fusable(conv, pool) -> bool:
+    """Whether Conv2D ``conv`` followed by MaxPool2D ``pool`` should run fused:
+    the geometry qualifies and the backend's fused kernels are its fast path
+    (``FUSE_CONV_POOL`` in the backend module: True for C; Numba's are correct
+    but slower than its unfused kernels, and the NumPy reference stays the
+    plain layer-by-layer computation)."""
+    kh, kw = conv.kernel_size
+    if conv.groups != 1 or conv.in_channels * kh * kw > FUSE_MAX_TAPS or pool.padding != (0, 0):
+        return False
+    if conv.backend != pool.backend:
+        return False
+    return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
+
+
+class ConvPoolReLU:
+    """An execution stage (not a Layer): forward/backward of conv, pool, relu."""
+
+    def __init__(self, conv, pool, relu):
+        self.conv, self.pool, self.relu = conv, pool, relu
+        self.layers = (conv, pool, relu)
+        self._cache = None
+
+    def __repr__(self):
+        return f"ConvPoolReLU({self.conv!r}, {self.pool!r}, {self.relu!r})"
+
+    def _geometry(self):
+        c, p = self.conv, self.pool
+        return dict(stride=c.stride, padding=c.padding, dilation=c.dilation, pool_size=p.pool_size,
+                    pool_stride=p.stride, backend=c.backend)
+
+    def forward(self, x):
+        conv = self.conv
+        x, oh, ow = conv._prepare(x)
+        bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
+        pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
+        self._cache = (x, indices, oh, ow)
+        conv._remember_input(x, oh, ow)  # for backward(), which needs d_x
+        return self.relu.forward(pooled)
+
+    def backward_params_only(self, d_out):
+        """The convolution's d_weights and d_bias; no input gradient."""
+        x, indices, _, _ = self.conv._need_cache(self._cache)
+        d_pooled = self.relu.backward(d_out)
+        d_w, d_b = F.conv2d_maxpool_backward_params(x, d_pooled, indices, self.conv.weights.shape,
+                                                    **self._geometry())
+        self.conv.d_weights[...] = d_w
+        if self.conv.bias is not None:
+            self.conv.d_bias[...] = d_b
+
+    def backward(self, d_out):
+        """With the input gradient: route the gradient through the pool and let
+        Conv2D do the rest (its GEMM path; only a first layer skips this)."""
+        x, indices, oh, ow = self.conv._need_cache(self._cache)
+        d_pooled = self.relu.backward(d_out)
+        d_conv = F.max_pool2d_backward(d_pooled, indices, (x.shape[0], self.conv.out_channels, oh, ow),
+                                       backend=self.conv.backend)
+        return self.conv.backward(d_conv)
+
+
+def unused_tail(conv, pool, out_hw):
+    """(rows, cols) at the bottom/right of a Conv2D output of size ``out_hw``
+    that MaxPool2D ``pool`` (no padding, floor mode) never reads; (0, 0) when
+    the convolution has padding (cropping its input would move the padding)."""
+    if conv.padding != (0, 0) or pool.padding != (0, 0):
+        return 0, 0
+    used = [(((size - k) // s) * s + k) if size >= k else size
+            for size, k, s in zip(out_hw, pool.pool_size, pool.stride)]
+    return out_hw[0] - used[0], out_hw[1] - used[1]
+
+
+class CroppedConv:
+    """A Conv2D whose last output rows/columns the next MaxPool2D drops
+    (floor mode: 11x11 -> 5x5 reads only 10x10): the input is cropped to the
+    rows and columns the kept outputs read, so the GEMMs, im2col and col2im
+    skip the dropped ones (17 % of the seed network's second convolution).
+    Pool and ReLU then see the cropped output; the final result and every
+    gradient are the same.  The input gradient is padded back with zeros,
+    the exact gradient of inputs only dropped outputs depended on."""
+
+    def __init__(self, conv, pool):
+        self.conv, self.pool = conv, pool
+        self.layers = (conv,)
+        self._x_shape = None
+
+    def __repr__(self):
+        return f"CroppedConv({self.conv!r})"
+
+    def _crop(self, x_shape):
+        conv = self.conv
+        kh, kw = conv.kernel_size
+        out_hw = _checks.conv_output_size(*x_shape[2:], kh, kw, conv.stride, conv.padding, conv.dilation)
+        drop_h, drop_w = unused_tail(conv, self.pool, out_hw)
+        (sh, sw), (dh, dw) = conv.stride, conv.dilation
+        rows = (out_hw[0] - drop_h - 1) * sh + (kh - 1) * dh + 1
+        cols = (out_hw[1] - drop_w - 1) * sw + (kw - 1) * dw + 1
+        return rows, cols
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._x_shape = x.shape
+        if x.ndim != 4:
+            return self.conv.forward(x)  # let Conv2D explain the error
+        rows, cols = self._crop(x.shape)
+        return self.conv.forward(x[:, :, :rows, :cols])
+
+    def backward(self, d_out):
+        d_x = self.conv.backward(d_out)
+        if d_x.shape == self._x_shape:  # nothing was cropped
+            return d_x
+        full = np.zeros(self._x_shape, dtype=d_x.dtype)
+        full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
+        return full
+
+    def backward_params_only(self, d_out):
+        self.conv.backward_params_only(d_out)
