@@ -9,6 +9,18 @@ import os as _os
 # for the next GEMM (and the reverse): measured 61 ms -> 22 ms per training
 # step of the seed network on 2 cores.  Must be set before libgomp loads.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    from ._threads import openmp_already_loaded as _openmp_already_loaded
+
+    if _openmp_already_loaded():
+        import warnings as _warnings
+
+        _warnings.warn(
+            "libgomp was loaded before fastconv (by `import torch`, say), so OMP_WAIT_POLICY=PASSIVE "
+            "comes too late: its threads busy-wait and a training step runs ~3x slower. Import "
+            "fastconv first, or set OMP_WAIT_POLICY=PASSIVE in the environment.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from ._threads import get_num_threads, set_num_threads  # noqa: E402

@@ -70,3 +70,13 @@ def apply_to_backend(module) -> None:
     setter = getattr(module, "set_num_threads", None)
     if setter is not None:
         setter(get_num_threads())
+
+
+def openmp_already_loaded() -> bool:
+    """Whether a GNU OpenMP runtime is already mapped into this process (it
+    reads OMP_WAIT_POLICY once, when it loads).  False where /proc is absent."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line for line in maps)
+    except OSError:  # pragma: no cover - not Linux
+        return False

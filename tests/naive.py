@@ -181,3 +181,23 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
                                     total += w[o, ci, i, j] * x[b_, g * cg + ci, iy, iz]
                     out[b_, o, y, z] = total
     return out
+
+
+def conv2d_params_grad(x, d_out, w_shape, stride, padding, dilation):
+    """Loops: d_w[f,c,i,j] = sum over n, oy, ox of d_out[n,f,oy,ox] * x_pad[n,c,..]; d_b = sum of d_out."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w_shape
+    d_w = np.zeros(w_shape)
+    for b_ in range(n):
+        for o in range(f):
+            for y in range(d_out.shape[2]):
+                for z in range(d_out.shape[3]):
+                    g = d_out[b_, o, y, z]
+                    for ci in range(c):
+                        for i in range(kh):
+                            for j in range(kw):
+                                iy, iz = y * sh + i * dh - ph, z * sw + j * dw - pw
+                                if 0 <= iy < h and 0 <= iz < wd:
+                                    d_w[o, ci, i, j] += g * x[b_, ci, iy, iz]
+    return d_w, d_out.sum(axis=(0, 2, 3))

@@ -121,3 +121,40 @@ def test_num_threads_env_start_value(tmp_path):
     env["FASTCONV_NUM_THREADS"] = "many"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "FASTCONV_NUM_THREADS must be a positive integer" in out.stderr
+
+
+def test_warns_when_libgomp_was_loaded_first():
+    """A libgomp loaded before fastconv (torch does this) ignores the
+    OMP_WAIT_POLICY fastconv sets; the import says so instead of running slow."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes, warnings; ctypes.CDLL('libgomp.so.1'); warnings.simplefilter('error');\n"
+            "try:\n    import fastconv\nexcept RuntimeWarning as w:\n    print('warned:', w)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             timeout=120)
+    except OSError:  # pragma: no cover
+        pytest.skip("cannot start a subprocess")
+    if "cannot open shared object" in out.stderr or "OSError" in out.stderr:
+        pytest.skip("no libgomp.so.1 on this machine")
+    assert "warned: libgomp was loaded before fastconv" in out.stdout, out.stderr
+
+
+def test_openblas_tuning_restarts_the_pool_and_keeps_results(monkeypatch):
+    from fastconv import _blas_tuning
+
+    a = np.random.default_rng(0).standard_normal((300, 200))
+    expected = a @ a.T
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    tuned = _blas_tuning.tune_openblas()
+    assert "OPENBLAS_THREAD_TIMEOUT" not in os.environ  # the user's environment is left alone
+    np.testing.assert_allclose(a @ a.T, expected, rtol=1e-12)
+    if not tuned:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with the pool-restart functions")
+    monkeypatch.setenv("FASTCONV_TUNE_BLAS", "0")
+    assert _blas_tuning.tune_openblas() == []  # the opt-out
+    monkeypatch.delenv("FASTCONV_TUNE_BLAS")
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "10")
+    assert _blas_tuning.tune_openblas() == []  # the user's own setting wins

@@ -1,0 +1,179 @@
+"""The fused few-tap convolution + max pool, and the CNN stages that use it
+(ConvPoolReLU, CroppedConv): every backend against loop oracles, gradient
+checks, error messages, and whole-model equality with layer-by-layer runs."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastconv
+import fastconv.functional as F
+from fastconv import CNN, Conv2D, Dense, Flatten, MaxPool2D, Normalize, ReLU, SoftmaxCrossEntropy
+from fastconv.architectures import seed_cnn
+from fastconv.layers.fused import ConvPoolReLU, CroppedConv
+from conftest import TOL, assert_close
+import naive
+
+P = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+
+# (N, C, H, W), F, kernel, stride, padding, dilation, pool, pool stride
+CASES = [
+    ((3, 1, 12, 12), 4, 3, 1, 0, 1, 2, None),        # the seed network's first layer, small
+    ((2, 1, 11, 9), 3, 3, 1, 0, 1, 2, None),         # odd sizes: the pool drops a row/column
+    ((2, 2, 10, 7), 3, (3, 2), (2, 1), (1, 2), (1, 2), (2, 3), (1, 2)),  # everything non-square
+    ((2, 3, 12, 12), 5, 3, 1, 1, 1, 3, 2),           # RGB, padding, overlapping pool windows
+    ((2, 1, 9, 9), 2, 5, 1, 2, 1, 2, 2),             # 5x5 kernel
+    ((1, 1, 5, 5), 2, 3, 2, 0, 1, 1, 1),             # stride 2, 1x1 pool
+]
+
+
+def _data(shape, f, k, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((f, shape[1], *P(k))).astype(dtype)
+    return x, w, rng.standard_normal(f).astype(dtype)
+
+
+def _oracle(x, w, b, s, p, d, pk, ps):
+    conv = naive.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), P(s), P(p), P(d), 1)
+    out, idx = naive.max_pool2d(conv, P(pk), P(pk if ps is None else ps), (0, 0))
+    return conv, out, idx
+
+
+@pytest.mark.parametrize("shape,f,k,s,p,d,pk,ps", CASES)
+def test_conv2d_maxpool_matches_loops(backend, dtype, shape, f, k, s, p, d, pk, ps):
+    x, w, b = _data(shape, f, k, dtype)
+    conv, ref_out, ref_idx = _oracle(x, w, b, s, p, d, pk, ps)
+    out, idx = F.conv2d_maxpool(x, w, b, s, p, d, pk, ps, backend=backend)
+    assert_close(out, ref_out.astype(dtype))
+    np.testing.assert_array_equal(idx, ref_idx)
+    g = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    d_conv = naive.max_pool2d_backward(g.astype(np.float64), ref_idx, conv.shape)
+    ref_dw, ref_db = naive.conv2d_params_grad(x.astype(np.float64), d_conv, w.shape, P(s), P(p), P(d))
+    d_w, d_b = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, s, p, d, pk, ps, backend=backend)
+    assert d_w.dtype == d_b.dtype == dtype
+    np.testing.assert_allclose(d_w, ref_dw, **TOL[dtype])
+    np.testing.assert_allclose(d_b, ref_db, **TOL[dtype])
+
+
+def test_conv2d_maxpool_gradcheck(backend):
+    """Numerical gradient of sum(g * out) w.r.t. weights and bias (float64)."""
+    x, w, b = _data((2, 1, 9, 8), 3, 3, np.float64)
+    g = np.random.default_rng(2).standard_normal((2, 3, 3, 3))
+    out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
+    d_w, d_b = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, backend=backend)
+
+    def loss_w(wv):
+        return np.sum(g * F.conv2d_maxpool(x, wv, b, backend=backend)[0])
+
+    def loss_b(bv):
+        return np.sum(g * F.conv2d_maxpool(x, w, bv, backend=backend)[0])
+
+    assert naive.rel_error(d_w, naive.numerical_grad(loss_w, w, 1.0)) < 1e-7
+    assert naive.rel_error(d_b, naive.numerical_grad(loss_b, b, 1.0)) < 1e-7
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 14), w=st.integers(3, 14),
+       f=st.integers(1, 4), k=st.integers(1, 3), s=st.integers(1, 2), p=st.integers(0, 1),
+       pk=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_conv2d_maxpool_random_shapes(n, c, h, w, f, k, s, p, pk, seed):
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    if min(oh, ow) < pk:
+        return
+    x, wt, b = _data((n, c, h, w), f, k, np.float64, seed)
+    ref = [F.conv2d_maxpool(x, wt, b, s, p, 1, pk, backend="numpy")]
+    g = np.random.default_rng(seed + 1).standard_normal(ref[0][0].shape)
+    ref_grads = F.conv2d_maxpool_backward_params(x, g, ref[0][1], wt.shape, s, p, 1, pk, backend="numpy")
+    for name in fastconv.available_backends():
+        out, idx = F.conv2d_maxpool(x, wt, b, s, p, 1, pk, backend=name)
+        np.testing.assert_allclose(out, ref[0][0], **TOL[np.float64])
+        np.testing.assert_array_equal(idx, ref[0][1])
+        for mine, theirs in zip(F.conv2d_maxpool_backward_params(x, g, idx, wt.shape, s, p, 1, pk, backend=name),
+                                ref_grads):
+            np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
+
+
+def test_conv2d_maxpool_errors(backend):
+    x, w, b = _data((2, 1, 8, 8), 3, 3, np.float32)
+    with pytest.raises(ValueError, match="expect 1 input channels"):
+        F.conv2d_maxpool(np.zeros((2, 2, 8, 8), np.float32), w, b, backend=backend)
+    with pytest.raises(TypeError, match="x is float32 but weights is float64"):
+        F.conv2d_maxpool(x, w.astype(np.float64), b, backend=backend)
+    with pytest.raises(ValueError, match=r"must be \(3,\)"):
+        F.conv2d_maxpool(x, w, b[:2], backend=backend)
+    out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
+    bad = idx.copy()
+    bad[0, 0, 0, 0] = 5 * 6 + 5  # a real position, but in another pooling window
+    with pytest.raises(ValueError, match="outside their pooling windows"):
+        F.conv2d_maxpool_backward_params(x, out, bad, w.shape, backend=backend)
+    with pytest.raises(ValueError, match="int64 array of shape"):
+        F.conv2d_maxpool_backward_params(x, out, idx[:1], w.shape, backend=backend)
+    with pytest.raises(ValueError, match="d_out has shape"):
+        F.conv2d_maxpool_backward_params(x, out[:1], idx, w.shape, backend=backend)
+
+
+# ------------------------------------------------------------------ CNN stages
+def _layer_by_layer(model, x, y):
+    """Forward and backward through model.layers in order, no schedule."""
+    loss = SoftmaxCrossEntropy()
+    h = x
+    for layer in model.layers:
+        h = layer.forward(h)
+    loss.forward(h, y)
+    d = loss.backward()
+    for layer in reversed(model.layers):
+        d = layer.backward(d)
+    return h, d, [g.copy() for g in model.grads()]
+
+
+def _scheduled(model, x, y, input_grad):
+    loss = SoftmaxCrossEntropy()
+    out = model.forward(x)
+    loss.forward(out, y)
+    d = model.backward(loss.backward(), input_grad=input_grad)
+    return out, d, [g.copy() for g in model.grads()]
+
+
+MODELS = {
+    "seed": lambda: seed_cnn(),
+    # leading parameter-free layer; odd 27x27 input: CroppedConv crops the first conv too
+    "normalize_odd": lambda: CNN([Normalize(0.1, 0.3), Conv2D(1, 4, 3), ReLU(), MaxPool2D(2),
+                                  Conv2D(4, 6, 3), MaxPool2D(2), ReLU(), Flatten(), Dense(6 * 5 * 5, 10)]),
+    # padded convolutions: no cropping, no fusion with padding on the pool
+    "padded": lambda: CNN([Conv2D(1, 4, 3, padding=1), ReLU(), MaxPool2D(3, 2, padding=1),
+                           Conv2D(4, 4, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 7 * 7, 10)]),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_cnn_stages_match_layer_by_layer(backend, name, input_grad):
+    fastconv.set_backend(backend)
+    fastconv.seed(0)
+    model = MODELS[name]().astype(np.float64)
+    size = 27 if name == "normalize_odd" else 28
+    x = np.random.default_rng(0).random((5, 1, size, size))
+    y = np.arange(5) % 10
+    out, d_x, grads = _scheduled(model, x, y, input_grad)
+    ref_out, ref_dx, ref_grads = _layer_by_layer(model, x, y)
+    np.testing.assert_allclose(out, ref_out, **TOL[np.float64])
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, **TOL[np.float64])
+    if input_grad:
+        np.testing.assert_allclose(d_x, ref_dx, **TOL[np.float64])
+    else:
+        assert d_x is None
+
+
+def test_schedule_fuses_and_crops_the_seed_network():
+    fastconv.set_backend("c") if "c" in fastconv.available_backends() else pytest.skip("no C backend")
+    model = seed_cnn()
+    kinds = [type(s).__name__ for s in model._schedule()]
+    assert kinds[:4] == ["ConvPoolReLU", "CroppedConv", "MaxPool2D", "ReLU"]
+    assert model._schedule() is model._schedule()  # cached: forward and backward share stages
+    fastconv.set_backend("numpy")  # the reference runs layer by layer (and crops)
+    assert isinstance(model._schedule()[0], CroppedConv)
+    assert not any(isinstance(s, ConvPoolReLU) for s in model._schedule())
+    out = model.forward(np.zeros((2, 1, 28, 28), np.float32))
+    assert out.shape == (2, 10)
