@@ -6,6 +6,8 @@ Environment variables (read when first needed):
   (``numpy``, ``numba`` or ``c``).
 * ``FASTCONV_NUM_THREADS``  -- start value of :func:`fastconv.get_num_threads`.
 * ``FASTCONV_NUMBA_CACHE``  -- ``0`` disables Numba's on-disk compile cache.
+* ``FASTCONV_TUNE_BLAS``    -- ``0`` leaves OpenBLAS's idle-thread polling as
+  it is (see fastconv/_blas_tuning.py).
 """
 from __future__ import annotations
 

@@ -155,11 +155,13 @@ def _beats_nb(v, best):
 
 
 @njit_serial
-def _maxpool_plane(xf, plane, of, jf, o, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Pool the (h, w) plane at xf[plane:] into of/jf[o:] (OH*OW each):
-    shared by maxpool_fwd and conv_maxpool_fwd."""
-    plane = uint64(plane)
-    o = uint64(o)
+def _maxpool_plane(xf, plane_at, of, jf, out_at, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Pool the (h, w) plane at xf[plane_at:] into of/jf[out_at:] (OH*OW
+    each), for conv_maxpool_fwd.  maxpool_fwd keeps its own copy of this
+    loop: called from its prange loop, this function ran 8x slower (1.9 ->
+    16 ms on 128x64x32x32, inline="always" did not help)."""
+    plane = uint64(plane_at)
+    o = uint64(out_at)
     fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     for oy in range(oh):
         if fast22:
@@ -224,8 +226,66 @@ def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     xf = x.reshape(-1)
     of = out.reshape(-1)
     jf = idx.reshape(-1)
+    fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
     for p in prange(n * c):
-        _maxpool_plane(xf, p * h * w, of, jf, p * oh * ow, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+        plane = uint64(p * h * w)
+        o = uint64(p * oh * ow)
+        for oy in range(oh):
+            if fast22:
+                r0 = uint64(2 * oy * w)
+                # Whole chunks of 8 outputs, the tail as one more chunk that
+                # overlaps the last (recomputing is harmless): LLVM's vector
+                # body runs, not a scalar tail that mispredicts on random data.
+                if ow < 8:
+                    # rows shorter than a chunk: the tournament in pure
+                    # arithmetic (winners as offsets), no branches to mispredict
+                    for ox in range(uint64(ow)):
+                        p0 = plane + r0 + uint64(2) * ox
+                        p1 = p0 + uint64(w)
+                        tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
+                        bd = uint64(_beats_nb(xf[p1 + uint64(1)], xf[p1]))
+                        down = uint64(_beats_nb(xf[p1 + bd], xf[p0 + tb]))
+                        off = tb + down * (uint64(w) + bd - tb)
+                        of[o + ox] = xf[p0 + off]
+                        jf[o + ox] = r0 + uint64(2) * ox + off
+                    o += uint64(ow)
+                    continue
+                body = ow - ow % 8
+                for seg in range(2):
+                    lo, hi = 0, body
+                    if seg == 1:
+                        if body == ow:
+                            break
+                        lo, hi = max(ow - 8, 0), ow
+                    for ox in range(uint64(lo), uint64(hi)):
+                        a = r0 + uint64(2) * ox
+                        top = xf[plane + a]  # (own names: these are uint64, the
+                        win = a              #  general path's are int64)
+                        for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
+                            v = xf[plane + cand]
+                            if _beats(v, top):
+                                top = v
+                                win = cand
+                        of[o + ox] = top
+                        jf[o + ox] = win
+                o += uint64(ow)
+                continue
+            y0 = oy * sh - ph
+            ya, yb = max(y0, 0), min(y0 + kh, h)
+            for ox in range(ow):
+                x0 = ox * sw - pw
+                xa, xb = max(x0, 0), min(x0 + kw, w)
+                at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
+                best = xf[plane + uint64(at)]
+                for iy in range(ya, yb):
+                    for ix in range(xa, xb):
+                        v = xf[plane + uint64(iy * w + ix)]
+                        if _beats(v, best):
+                            best = v
+                            at = iy * w + ix
+                of[o + uint64(ox)] = best
+                jf[o + uint64(ox)] = at
+            o += uint64(ow)
 
 
 @njit
