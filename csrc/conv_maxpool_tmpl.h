@@ -121,6 +121,16 @@ static void FN(conv_plane)(const REAL *restrict xp, const REAL *restrict wf, REA
     FN(conv_plane_body)(xp, wf, bias, plane, c, fh, fw, sh, sw, dh, dw, oh, s);
 }
 
+/* The geometry both conv_maxpool kernels rely on: a well-formed
+ * convolution giving (oh, ow), pooled without padding to (poh, pow_). */
+static int FN(conv_pool_sizes_ok)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
+                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
+                                  int64_t psw, int64_t poh, int64_t pow_) {
+    return f >= 1 && fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) == FC_OK &&
+           FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) == FC_OK;
+}
+
 /* out, idx (N, F, PH, PW) <- max pool (kh x kw, stride psh x psw, no padding)
  * of the convolution, which is computed one plane at a time in scratch. */
 int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
@@ -130,8 +140,8 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
                             int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                             int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
                             int64_t pow_) {
-    if (f < 1 || fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK ||
-        FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) != FC_OK)
+    if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
+                                 poh, pow_))
         return FC_ERR_SIZE;
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     int failed = 0;
@@ -255,8 +265,8 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
                                    int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                                    int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
                                    int64_t pow_) {
-    if (f < 1 || fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK ||
-        FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) != FC_OK)
+    if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
+                                 poh, pow_))
         return FC_ERR_SIZE;
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     const int64_t taps = c * fh * fw, pooled = poh * pow_;

@@ -1,6 +1,6 @@
 /* Max pooling of one (H, W) plane, for one element type: shared by the
  * pooling kernels (pool_tmpl.h) and the fused convolution + max pool
- * (conv_direct_tmpl.h).  Included with REAL and FN(name) defined.
+ * (conv_maxpool_tmpl.h).  Included with REAL and FN(name) defined.
  *
  * `ld` is the distance between the plane's rows in memory and `w` its width:
  * equal for a plain NCHW plane, ld > w for a scratch plane with padded rows.

@@ -3,14 +3,5 @@
 #include <string.h>
 #include "common.h"
 
-#define REAL float
-#define FN(name) name##_f32
-#include "pool_tmpl.h"
-#undef REAL
-#undef FN
-
-#define REAL double
-#define FN(name) name##_f64
-#include "pool_tmpl.h"
-#undef REAL
-#undef FN
+#define FC_TEMPLATE "pool_tmpl.h"
+#include "instantiate.h"

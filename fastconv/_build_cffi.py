@@ -38,6 +38,7 @@ ffibuilder.set_source(
     '#include "fastconv.h"',
     sources=c_sources(),
     include_dirs=[os.path.relpath(CSRC, ROOT)],
+    depends=sorted(os.path.relpath(p, ROOT) for p in CSRC.glob("*.h")),  # rebuild when a header changes
     # The extension is built on the machine that runs it, so tune for it;
     # FASTCONV_MARCH=x86-64-v2 (say) builds a portable binary instead.
     extra_compile_args=["-O3", "-fopenmp", f"-march={os.environ.get('FASTCONV_MARCH', 'native')}"],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import get_backend
 from .layers.base import LAYER_REGISTRY, Layer
 from .layers.fused import ConvPoolReLU, CroppedConv, fusable
 
@@ -44,8 +45,6 @@ class CNN(Layer):
           reaches memory.
         * Any other unpadded Conv2D before an unpadded MaxPool2D gets only the
           input rows and columns whose outputs the pool reads (CroppedConv)."""
-        from .backends import get_backend
-
         # fusion depends on the backend, which set_backend may change
         key = (get_backend(), *map(id, self.layers))
         if getattr(self, "_order_key", None) == key:

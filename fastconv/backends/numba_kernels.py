@@ -19,7 +19,7 @@ from numba import prange, uint64
 
 from .. import config
 
-# conv_maxpool_* are correct but slower than this backend's unfused kernels,
+# conv_maxpool_* are correct but slower than this backend's separate kernels,
 # so CNN does not fuse layers with it (layers/fused.py).
 FUSE_CONV_POOL = False
 
@@ -152,73 +152,6 @@ def _beats(v, best):
 def _beats_nb(v, best):
     """_beats with bitwise operators: no short-circuit branch."""
     return (v > best) | ((v != v) & (best == best))
-
-
-@njit_serial
-def _maxpool_plane(xf, plane_at, of, jf, out_at, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Pool the (h, w) plane at xf[plane_at:] into of/jf[out_at:] (OH*OW
-    each), for conv_maxpool_fwd.  maxpool_fwd keeps its own copy of this
-    loop: called from its prange loop, this function ran 8x slower (1.9 ->
-    16 ms on 128x64x32x32, inline="always" did not help)."""
-    plane = uint64(plane_at)
-    o = uint64(out_at)
-    fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
-    for oy in range(oh):
-        if fast22:
-            r0 = uint64(2 * oy * w)
-            # Whole chunks of 8 outputs, the tail as one more chunk that
-            # overlaps the last (recomputing is harmless): LLVM's vector
-            # body runs, not a scalar tail that mispredicts on random data.
-            if ow < 8:
-                # rows shorter than a chunk: the tournament in pure
-                # arithmetic (winners as offsets), no branches to mispredict
-                for ox in range(uint64(ow)):
-                    p0 = plane + r0 + uint64(2) * ox
-                    p1 = p0 + uint64(w)
-                    tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
-                    bd = uint64(_beats_nb(xf[p1 + uint64(1)], xf[p1]))
-                    down = uint64(_beats_nb(xf[p1 + bd], xf[p0 + tb]))
-                    off = tb + down * (uint64(w) + bd - tb)
-                    of[o + ox] = xf[p0 + off]
-                    jf[o + ox] = r0 + uint64(2) * ox + off
-                o += uint64(ow)
-                continue
-            body = ow - ow % 8
-            for seg in range(2):
-                lo, hi = 0, body
-                if seg == 1:
-                    if body == ow:
-                        break
-                    lo, hi = max(ow - 8, 0), ow
-                for ox in range(uint64(lo), uint64(hi)):
-                    a = r0 + uint64(2) * ox
-                    top = xf[plane + a]  # (own names: these are uint64, the
-                    win = a              #  general path's are int64)
-                    for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
-                        v = xf[plane + cand]
-                        if _beats(v, top):
-                            top = v
-                            win = cand
-                    of[o + ox] = top
-                    jf[o + ox] = win
-            o += uint64(ow)
-            continue
-        y0 = oy * sh - ph
-        ya, yb = max(y0, 0), min(y0 + kh, h)
-        for ox in range(ow):
-            x0 = ox * sw - pw
-            xa, xb = max(x0, 0), min(x0 + kw, w)
-            at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
-            best = xf[plane + uint64(at)]
-            for iy in range(ya, yb):
-                for ix in range(xa, xb):
-                    v = xf[plane + uint64(iy * w + ix)]
-                    if _beats(v, best):
-                        best = v
-                        at = iy * w + ix
-            of[o + uint64(ox)] = best
-            jf[o + uint64(ox)] = at
-        o += uint64(ow)
 
 
 @njit
@@ -479,9 +412,12 @@ def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
 
 
 # ------------------------------------- few-tap convolution + max pool
-# conv_maxpool_fwd: the convolution of one (image, filter) plane lands in a
-# per-task scratch and is pooled from there; the full-resolution output never
-# reaches memory.  Pooled out/idx/d_out: (N, F, PH, PW).
+# conv_maxpool_fwd computes the convolution into a scratch array, one
+# (image, filter) plane per task, then pools it with maxpool_fwd.  (A fused
+# per-plane pool, as in C, needed a second copy of maxpool_fwd's loop: called
+# as a helper from a prange loop it ran 8x slower.)  CNN does not fuse with
+# this backend (FUSE_CONV_POOL): its separate layers are faster.
+# Pooled out/idx/d_out: (N, F, PH, PW).
 
 
 @njit
@@ -489,28 +425,28 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
                      kh, kw, psh, psw, poh, pow_):
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     xf = x.reshape(-1)
-    of = out.reshape(-1)
-    jf = idx.reshape(-1)
+    conv = np.empty((n, f, oh, ow), dtype=x.dtype)
+    cf = conv.reshape(-1)
     usw = uint64(sw)
-    for img in prange(n):
-        plane = np.empty(oh * ow, dtype=x.dtype)
-        for fi in range(f):
-            plane[:] = b[fi]
-            for ch in range(c):
-                for i in range(fh):
-                    for j in range(fw):
-                        wv = wt[fi, ch, i, j]
-                        lo, hi = r[fh + j, 0], r[fh + j, 1]
-                        if hi <= lo:
-                            continue
-                        for oy in range(r[i, 0], r[i, 1]):
-                            d = uint64(oy * ow + lo)
-                            s = uint64(((img * c + ch) * h + oy * sh + i * dh - ph) * w
-                                       + j * dw - pw + lo * sw)
-                            for k in range(uint64(hi - lo)):
-                                plane[d + k] += wv * xf[s + k * usw]
-            _maxpool_plane(plane, 0, of, jf, (img * f + fi) * poh * pow_, oh, ow, kh, kw, psh, psw,
-                           0, 0, poh, pow_)
+    for t in prange(n * f):
+        img = t // f
+        fi = t % f
+        base = uint64(t * oh * ow)
+        for k in range(uint64(oh * ow)):
+            cf[base + k] = b[fi]
+        for ch in range(c):
+            for i in range(fh):
+                for j in range(fw):
+                    wv = wt[fi, ch, i, j]
+                    lo, hi = r[fh + j, 0], r[fh + j, 1]
+                    if hi <= lo:
+                        continue
+                    for oy in range(r[i, 0], r[i, 1]):
+                        d = base + uint64(oy * ow + lo)
+                        s = uint64(((img * c + ch) * h + oy * sh + i * dh - ph) * w + j * dw - pw + lo * sw)
+                        for k in range(uint64(hi - lo)):
+                            cf[d + k] += wv * xf[s + k * usw]
+    maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
 
 
 @njit_serial
