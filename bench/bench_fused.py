@@ -1,6 +1,6 @@
 """The fused few-tap convolution + max pool (the seed network's first layer:
 (64, 1, 28, 28), 32 filters 3x3, 2x2 pool), every backend, the same work done
-by the separate layers ("c+layers": Conv2D then MaxPool2D, C backend) and
+by the separate layers ("c+layers", "numba+layers": Conv2D then MaxPool2D) and
 PyTorch's conv2d + max_pool2d."""
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from fastconv import Conv2D, MaxPool2D
 from conftest import run_case
 
 SHAPE_ID = "64x1x28x28 k3 32 pool2"
-IMPLS = ("numpy", "numba", "c", "c+layers", "torch")
+IMPLS = ("numpy", "numba", "numba+layers", "c", "c+layers", "torch")
 
 
 def _data():
@@ -24,8 +24,8 @@ def _data():
     return x, w, b, out, idx, d_out, d_w, d_b
 
 
-def _layers(w, b):
-    conv, pool = Conv2D(1, 32, 3, backend="c"), MaxPool2D(2, backend="c")
+def _layers(w, b, backend):
+    conv, pool = Conv2D(1, 32, 3, backend=backend), MaxPool2D(2, backend=backend)
     conv.weights[...], conv.bias[...] = w, b
     return conv, pool
 
@@ -35,8 +35,8 @@ def test_conv_maxpool_forward(benchmark, impl):
     x, w, b, out, idx, *_ = _data()
 
     def call(backend):
-        if backend == "c+layers":
-            conv, pool = _layers(w, b)
+        if backend.endswith("+layers"):
+            conv, pool = _layers(w, b, backend.split("+")[0])
             return lambda: (pool.forward(conv.forward(x)),)  # its indices are plane-major: not compared
         return lambda: F.conv2d_maxpool(x, w, b, backend=backend)
 
@@ -55,8 +55,8 @@ def test_conv_maxpool_backward_params(benchmark, impl):
     x, w, b, out, idx, d_out, d_w, d_b = _data()
 
     def call(backend):
-        if backend == "c+layers":
-            conv, pool = _layers(w, b)
+        if backend.endswith("+layers"):
+            conv, pool = _layers(w, b, backend.split("+")[0])
             y = conv.forward(x)
             pool.forward(y)
 

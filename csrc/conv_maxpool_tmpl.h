@@ -181,82 +181,80 @@ static inline int FN(winner)(int64_t at, int64_t py, int64_t px, int64_t ow, int
     return !(*ox < px * psw || *ox >= px * psw + kw);
 }
 
-/* acc[taps] += the weight gradient of one filter over one image, acc[taps]
- * += its bias gradient: only the winners received gradient, so each pooled
- * element adds g * (the input window under its winner) -- PH*PW windows
- * per plane instead of OH*OW.  Returns the number of bad indices. */
-static int64_t FN(pooled_grad)(const REAL *restrict xi, const REAL *restrict g,
-                               const int64_t *restrict ix, double *restrict acc, int64_t c,
-                               int64_t h, int64_t w, int64_t fh, int64_t fw, int64_t sh, int64_t sw,
-                               int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t ow, int64_t kh,
-                               int64_t kw, int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
+/* table[o * tp + t] <- the padded-image value tap t reads for output o (one
+ * image's im2col, transposed); then a 1 (tap `taps`: the bias's gradient
+ * accumulates in that lane) and zeros up to tp, a whole number of blocks, so
+ * an output's taps load as vectors. */
+static void FN(patch_table)(const REAL *restrict xp, REAL *restrict table, int64_t c, int64_t fh,
+                            int64_t fw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t oh,
+                            int64_t ow, int64_t tp, FN(conv_scratch) s) {
+    for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox, table += tp) {
+            int64_t t = 0;
+            for (int64_t ch = 0; ch < c; ++ch)
+                for (int64_t i = 0; i < fh; ++i) {
+                    const REAL *src = xp + (ch * s.hp + oy * sh + i * dh) * s.wp + ox * sw;
+                    for (int64_t j = 0; j < fw; ++j) table[t++] = src[j * dw];
+                }
+            table[t++] = 1;
+            for (; t < tp; ++t) table[t] = 0;
+        }
+    }
+}
+
+/* acc[t] += sum over the pooled elements of one filter plane (g, ix) of
+ * g * table[winner][t], t <= taps (the last is the bias).  Returns the
+ * number of bad indices. */
+static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
+    const REAL *restrict table, const REAL *restrict g, const int64_t *restrict ix,
+    double *restrict acc, FN(vblock) *restrict parts, int64_t taps, int64_t nb, int64_t ow, int64_t kh,
+    int64_t kw, int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
+    const int64_t tp = nb * CONV_VEC;
     int64_t bad = 0;
+    FN(vblock) one = {0}; /* the single-block case stays in a register */
+    for (int64_t k = 0; k < nb; ++k) parts[k] = (FN(vblock)){0};
     for (int64_t py = 0; py < poh; ++py) {
         for (int64_t px = 0; px < pow_; ++px) {
             const REAL gv = g[py * pow_ + px];
+            const int64_t at = ix[py * pow_ + px];
             int64_t oy, ox;
-            if (!FN(winner)(ix[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
+            if (!FN(winner)(at, py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
                 ++bad;
                 continue;
             }
-            acc[c * fh * fw] += gv;
-            const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
-            for (int64_t ch = 0; ch < c; ++ch) {
-                for (int64_t i = 0; i < fh; ++i) {
-                    const int64_t iy = y0 + i * dh;
-                    if (iy < 0 || iy >= h) continue; /* padding */
-                    const REAL *row = xi + (ch * h + iy) * w;
-                    for (int64_t j = 0; j < fw; ++j) {
-                        const int64_t jx = x0 + j * dw;
-                        if (jx >= 0 && jx < w) acc[(ch * fh + i) * fw + j] += (double)gv * row[jx];
-                    }
-                }
+            const REAL *row = table + at * tp;
+            if (nb == 1) {
+                one += gv * *(const FN(vblock) *)row;
+            } else {
+                for (int64_t k = 0; k < nb; ++k) parts[k] += gv * *(const FN(vblock) *)(row + k * CONV_VEC);
             }
         }
     }
+    if (nb == 1) parts[0] = one;
+    for (int64_t t = 0; t <= taps; ++t) acc[t] += parts[t / CONV_VEC][t % CONV_VEC];
     return bad;
 }
 
-/* pooled_grad for the common first layer (1 channel, 3x3, stride 1, no
- * padding or dilation; any pooling): each window's three rows are 4-wide
- * vectors (the 4th lane is ignored), so an element costs three FMAs.  xp is
- * the image with slack columns (scratch_sizes), so the 4th lane stays inside
- * it.  Sums per image in REAL, then in double. */
-typedef REAL FN(v4) __attribute__((vector_size(4 * sizeof(REAL)), aligned(sizeof(REAL)), may_alias));
-static int64_t FN(pooled_grad_c1k3)(const REAL *restrict xp, const REAL *restrict g,
-                                    const int64_t *restrict ix, double *restrict acc, int64_t wp,
-                                    int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
-                                    int64_t poh, int64_t pow_) {
-    int64_t bad = 0;
-    FN(v4) r0 = {0}, r1 = {0}, r2 = {0};
-    REAL sb = 0;
-    for (int64_t py = 0; py < poh; ++py) {
-        for (int64_t px = 0; px < pow_; ++px) {
-            const REAL gv = g[py * pow_ + px];
-            int64_t oy, ox;
-            if (!FN(winner)(ix[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
-                ++bad;
-                continue;
-            }
-            const REAL *p = xp + oy * wp + ox;
-            r0 += gv * *(const FN(v4) *)p;
-            r1 += gv * *(const FN(v4) *)(p + wp);
-            r2 += gv * *(const FN(v4) *)(p + 2 * wp);
-            sb += gv;
-        }
-    }
-    for (int j = 0; j < 3; ++j) {
-        acc[j] += r0[j];
-        acc[3 + j] += r1[j];
-        acc[6 + j] += r2[j];
-    }
-    acc[9] += sb;
-    return bad;
+/* pooled_grad_body with the common case (one block of taps, 2x2/2 pool) as
+ * constants: the winner's row is one comparison. */
+static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict g,
+                               const int64_t *restrict ix, double *restrict acc, FN(vblock) *restrict parts,
+                               int64_t taps, int64_t nb, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
+                               int64_t psw, int64_t poh, int64_t pow_) {
+    if (nb == 1 && kh == 2 && kw == 2 && psh == 2 && psw == 2)
+        return FN(pooled_grad_body)(table, g, ix, acc, parts, taps, 1, ow, 2, 2, 2, 2, poh, pow_);
+    return FN(pooled_grad_body)(table, g, ix, acc, parts, taps, nb, ow, kh, kw, psh, psw, poh, pow_);
 }
 
 /* Weight and bias gradients of conv_maxpool from the pooled gradient d_out
- * (N, F, PH, PW) and the pooling indices.  One filter per task
- * (deterministic, no atomics), double accumulators. */
+ * (N, F, PH, PW) and the pooling indices.  Only the winners received
+ * gradient, so each pooled element adds d * (the taps under its winner, and
+ * a 1 for the bias): PH*PW windows per plane instead of OH*OW, one vector
+ * load and FMA per block of taps from the image's patch table.  A task is a fixed block of
+ * images (its table stays in cache for every filter); each block keeps its
+ * own partial sums, added in block order at the end, so the result does not
+ * depend on the thread count.  Sums per plane in REAL, beyond in double. */
+#define FC_GRAD_BLOCK 4
 int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict d_out,
                                    const int64_t *restrict idx, REAL *restrict d_w,
                                    REAL *restrict d_b,
@@ -269,44 +267,55 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
                                  poh, pow_))
         return FC_ERR_SIZE;
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
-    const int64_t taps = c * fh * fw, pooled = poh * pow_;
-    const int c1k3 = c == 1 && fh == 3 && fw == 3 && sh == 1 && sw == 1 && ph == 0 && pw == 0 &&
-                     dh == 1 && dw == 1;
+    const int64_t taps = c * fh * fw, pooled = poh * pow_, stride = taps + 1;
+    const int64_t nb = (taps + CONV_VEC) / CONV_VEC; /* vector blocks per output's taps and the 1 */
+    const int64_t blocks = (n + FC_GRAD_BLOCK - 1) / FC_GRAD_BLOCK;
+    double *part = calloc(blocks * f * stride, sizeof(double)); /* per block, per filter: taps, bias */
+    if (part == NULL) return FC_ERR_NOMEM;
     int failed = 0;
     int64_t bad = 0;
 #pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
     {
-        double *acc = malloc(sizeof(double) * (taps + 1)); /* taps, then the bias */
-        REAL *xp = c1k3 ? malloc(sizeof(REAL) * s.hp * s.wp) : NULL;
-        const int ok = acc != NULL && (xp != NULL || !c1k3);
+        REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
+        REAL *table = malloc(sizeof(REAL) * oh * ow * nb * CONV_VEC);
+        FN(vblock) *parts = malloc(sizeof(FN(vblock)) * nb);
+        const int ok = xp && table && parts;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t fi = 0; fi < f; ++fi) {
+        for (int64_t blk = 0; blk < blocks; ++blk) {
             if (!ok) continue;
-            for (int64_t t = 0; t <= taps; ++t) acc[t] = 0;
-            for (int64_t img = 0; img < n; ++img) {
-                const REAL *xi = x + img * c * h * w;
-                const REAL *g = d_out + (img * f + fi) * pooled;
-                const int64_t *ix = idx + (img * f + fi) * pooled;
-                if (c1k3) {
-                    FN(pad_image)(xi, xp, 1, h, w, 0, 0, s);
-                    bad += FN(pooled_grad_c1k3)(xp, g, ix, acc, s.wp, ow, kh, kw, psh, psw, poh, pow_);
-                } else {
-                    bad += FN(pooled_grad)(xi, g, ix, acc, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, ow,
-                                           kh, kw, psh, psw, poh, pow_);
+            const int64_t img_end = (blk + 1) * FC_GRAD_BLOCK < n ? (blk + 1) * FC_GRAD_BLOCK : n;
+            for (int64_t img = blk * FC_GRAD_BLOCK; img < img_end; ++img) {
+                FN(pad_image)(x + img * c * h * w, xp, c, h, w, ph, pw, s);
+                FN(patch_table)(xp, table, c, fh, fw, sh, sw, dh, dw, oh, ow, nb * CONV_VEC, s);
+                for (int64_t fi = 0; fi < f; ++fi) {
+                    const int64_t at = (img * f + fi) * pooled;
+                    bad += FN(pooled_grad)(table, d_out + at, idx + at, part + (blk * f + fi) * stride,
+                                           parts, taps, nb, ow, kh, kw, psh, psw, poh, pow_);
                 }
             }
-            for (int64_t t = 0; t < taps; ++t) d_w[fi * taps + t] = (REAL)acc[t];
-            d_b[fi] = (REAL)acc[taps];
         }
-        free(acc);
         free(xp);
+        free(table);
+        free(parts);
     }
+    if (!failed) {
+        for (int64_t fi = 0; fi < f; ++fi) {
+            for (int64_t t = 0; t < stride; ++t) {
+                double sum = 0;
+                for (int64_t blk = 0; blk < blocks; ++blk) sum += part[(blk * f + fi) * stride + t];
+                if (t < taps) d_w[fi * taps + t] = (REAL)sum;
+                else d_b[fi] = (REAL)sum;
+            }
+        }
+    }
+    free(part);
     if (failed) return FC_ERR_NOMEM;
     return bad ? FC_ERR_INDEX : FC_OK;
 }
+#undef FC_GRAD_BLOCK
 
 #undef CONV_VEC

@@ -177,3 +177,15 @@ def test_schedule_fuses_and_crops_the_seed_network():
     assert not any(isinstance(s, ConvPoolReLU) for s in model._schedule())
     out = model.forward(np.zeros((2, 1, 28, 28), np.float32))
     assert out.shape == (2, 10)
+
+
+def test_conv2d_maxpool_same_bits_at_any_thread_count(backend):
+    """The weight gradient sums fixed blocks of images in a fixed order."""
+    x, w, b = _data((11, 2, 14, 13), 5, 3, np.float32, seed=3)
+    results = []
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
+        results.append((out, idx, *F.conv2d_maxpool_backward_params(x, out, idx, w.shape, backend=backend)))
+    for a, b_ in zip(*results):
+        np.testing.assert_array_equal(a, b_)

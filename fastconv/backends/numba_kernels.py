@@ -460,36 +460,56 @@ def _winner(at, py, px, ow, kh, kw, psh, psw):
     return oy, ox, px * psw <= ox < px * psw + kw
 
 
+_GRAD_BLOCK = 4  # images per task in conv_maxpool_bwd_params
+
+
 @njit
 def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
                             oh, ow, kh, kw, psh, psw, poh, pow_):
     """Only the winners received gradient: each pooled element adds
-    g * (the input window under its winner).  One filter per task."""
-    bad = np.zeros(f, dtype=np.int64)
-    for fi in prange(f):
-        acc = np.zeros((c, fh, fw))
-        acc_b = 0.0
-        for img in range(n):
-            for py in range(poh):
-                for px in range(pow_):
-                    g = np.float64(d_out[img, fi, py, px])
-                    oy, ox, ok = _winner(idx[img, fi, py, px], py, px, ow, kh, kw, psh, psw)
-                    if not ok:
-                        bad[fi] += 1
-                        continue
-                    acc_b += g
-                    y0 = oy * sh - ph
-                    x0 = ox * sw - pw
-                    for ch in range(c):
-                        for i in range(fh):
-                            iy = y0 + i * dh
-                            if iy < 0 or iy >= h:
-                                continue
-                            for j in range(fw):
-                                jx = x0 + j * dw
-                                if 0 <= jx < w:
-                                    acc[ch, i, j] += g * x[img, ch, iy, jx]
-        d_w[fi] = acc
-        d_b[fi] = acc_b
+    g * (the taps under its winner, and a 1 for the bias), read from the
+    image's patch table (im2col transposed).  A task is a fixed block of
+    images with its own partial sums, added in block order: the result does
+    not depend on the thread count (as the C kernel)."""
+    r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
+    taps = c * fh * fw
+    blocks = (n + _GRAD_BLOCK - 1) // _GRAD_BLOCK
+    part = np.zeros((blocks, f, taps + 1))
+    bad = np.zeros(blocks, dtype=np.int64)
+    for blk in prange(blocks):
+        table = np.zeros((oh * ow, taps + 1), dtype=x.dtype)  # padding taps stay 0
+        loc = np.empty(taps + 1, dtype=x.dtype)
+        for img in range(blk * _GRAD_BLOCK, min((blk + 1) * _GRAD_BLOCK, n)):
+            for ch in range(c):
+                for i in range(fh):
+                    for j in range(fw):
+                        t = (ch * fh + i) * fw + j
+                        for oy in range(r[i, 0], r[i, 1]):
+                            for ox in range(r[fh + j, 0], r[fh + j, 1]):
+                                table[oy * ow + ox, t] = x[img, ch, oy * sh + i * dh - ph, ox * sw + j * dw - pw]
+            table[:, taps] = 1
+            for fi in range(f):
+                loc[:] = 0
+                for py in range(poh):
+                    for px in range(pow_):
+                        at = idx[img, fi, py, px]
+                        oy, ox, ok = _winner(at, py, px, ow, kh, kw, psh, psw)
+                        if not ok:
+                            bad[blk] += 1
+                            continue
+                        g = d_out[img, fi, py, px]
+                        for t in range(taps + 1):
+                            loc[t] += g * table[at, t]
+                for t in range(taps + 1):
+                    part[blk, fi, t] += loc[t]
     if bad.sum():
         raise IndexError("an index points outside its pooling window")
+    for fi in range(f):
+        for t in range(taps + 1):
+            total = 0.0
+            for blk in range(blocks):
+                total += part[blk, fi, t]
+            if t < taps:
+                d_w.reshape(f, taps)[fi, t] = total
+            else:
+                d_b[fi] = total
