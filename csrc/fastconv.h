@@ -118,6 +118,11 @@ int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const i
                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                                   int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
                                   int64_t psh, int64_t psw, int64_t poh, int64_t pow_);
+/* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
+int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
+                    double momentum, double weight_decay, int64_t nesterov, int64_t first);
+int fc_sgd_update_f64(double *value, const double *grad, double *velocity, int64_t n, double lr,
+                    double momentum, double weight_decay, int64_t nesterov, int64_t first);
 /* CDEF END */
 
 #endif

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from . import backends
+
 
 class Optimizer:
     def __init__(self, params, lr):
@@ -26,7 +28,6 @@ class Optimizer:
                 raise TypeError("params must be a model/layer or an iterable of (name, value, grad)")
             self._source = lambda: iter(triples)
         self.state: dict[str, dict[str, np.ndarray]] = {}
-        self._scratch: dict[int, np.ndarray] = {}
         self.steps = 0
 
     def parameters(self):
@@ -73,30 +74,18 @@ class SGD(Optimizer):
         self.momentum, self.nesterov, self.weight_decay = float(momentum), bool(nesterov), float(weight_decay)
 
     def _update(self, state, value, grad):
-        # In place, with one scratch array per parameter (not saved in
-        # checkpoints): no temporaries, about half the memory passes.
-        dt = value.dtype.type
-        tmp = self._scratch.get(id(value))
-        if tmp is None or tmp.shape != value.shape or tmp.dtype != value.dtype:
-            tmp = self._scratch[id(value)] = np.empty_like(value)
-        if self.weight_decay:
-            np.multiply(value, dt(self.weight_decay), out=tmp)
-            tmp += grad  # g = grad + wd * value
-        else:
-            np.copyto(tmp, grad)
-        if self.momentum:
-            v = state.get("velocity")
-            if v is None:
-                v = state["velocity"] = tmp.copy()
-            else:
-                v *= dt(self.momentum)
-                v += tmp
-            if self.nesterov:
-                tmp += dt(self.momentum) * v  # g + momentum * v
-            else:
-                np.copyto(tmp, v)
-        tmp *= dt(self.lr)
-        value -= tmp
+        # One pass per parameter in the current backend's kernel (the NumPy
+        # reference takes several); velocity lives in the optimizer state.
+        kernels = backends.resolve(None)
+        if value.dtype not in (np.float32, np.float64) or grad.dtype != value.dtype or not (
+                value.flags.c_contiguous and grad.flags.c_contiguous):
+            kernels = backends.load("numpy")  # views, other dtypes: the NumPy reference handles any array
+        first = "velocity" not in state
+        if self.momentum and first:
+            state["velocity"] = np.empty_like(value)
+        velocity = state.get("velocity", value)  # unused without momentum
+        kernels.sgd_update(value, grad, velocity, value.size, self.lr, self.momentum,
+                                          self.weight_decay, int(self.nesterov), int(first))
 
 
 class Adam(Optimizer):

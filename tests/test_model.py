@@ -211,3 +211,27 @@ def test_relu_pool_reordering_changes_nothing():
     for a, b in zip(grads, model.grads()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert [type(l).__name__ for l in model._schedule()] == ["Conv2D", "MaxPool2D", "ReLU", "Flatten", "Dense"]
+
+
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.0, False, 0.01), (0.9, False, 5e-4),
+                                                  (0.9, True, 5e-4)])
+def test_sgd_kernels_match_the_reference(backend, dtype, momentum, nesterov, wd):
+    """Each backend's one-pass SGD update equals the NumPy reference's over several steps."""
+    rng = np.random.default_rng(0)
+    start, grads = rng.standard_normal(1000).astype(dtype), rng.standard_normal((4, 1000)).astype(dtype)
+    results = []
+    for name in ("numpy", backend):
+        fastconv.set_backend(name)
+        value, grad = start.copy(), np.empty_like(start)
+        opt = SGD([("w", value, grad)], lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+        for g in grads:
+            grad[...] = g
+            opt.step()
+        results.append(value)
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_sgd_updates_a_non_contiguous_parameter():
+    value, grad = np.ones((4, 4))[:, ::2], np.ones((4, 4))[:, ::2]
+    SGD([("w", value, grad)], lr=0.5, momentum=0.9).step()
+    np.testing.assert_allclose(value, 0.5)

@@ -513,3 +513,22 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                 d_w.reshape(f, taps)[fi, t] = total
             else:
                 d_b[fi] = total
+
+
+# ------------------------------------------------------------ optimizer
+
+
+@njit_serial
+def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, first):
+    """PyTorch's SGD in one pass (see csrc/optim_tmpl.h); serial: parameters are small."""
+    vf, gf, mf = value.reshape(-1), grad.reshape(-1), velocity.reshape(-1)
+    t = value.dtype.type
+    lr_, m, wd = t(lr), t(momentum), t(weight_decay)
+    for k in range(n):
+        g = gf[k] + wd * vf[k]
+        if momentum == 0:
+            vf[k] -= lr_ * g
+            continue
+        v = g if first else m * mf[k] + g
+        mf[k] = v
+        vf[k] -= lr_ * (g + m * v if nesterov else v)

@@ -199,3 +199,20 @@ def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
         + (x.reshape(n, c, s) - mean[:, None]) * k_x[:, None]
         + k_0[:, None]
     )
+
+
+# ------------------------------------------------------------ optimizer
+def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, first):
+    """PyTorch's SGD, in place: g = grad + wd*value; v = momentum*v + g (v = g
+    on the first step); value -= lr * (g + momentum*v if nesterov else v)."""
+    t = value.dtype.type
+    g = grad + t(weight_decay) * value
+    if momentum == 0:
+        value -= t(lr) * g
+        return
+    if first:
+        velocity[...] = g
+    else:
+        velocity *= t(momentum)
+        velocity += g
+    value -= t(lr) * (g + t(momentum) * velocity if nesterov else velocity)
