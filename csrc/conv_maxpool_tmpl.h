@@ -170,15 +170,15 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
     return failed ? FC_ERR_NOMEM : FC_OK;
 }
 
-/* The winner of pooled element (py, px) as (oy, ox) from its plane index:
- * its row by comparisons within the pooling window (no integer division, no
- * branch on random data).  Returns 0 when the index lies outside the window. */
-static inline int FN(winner)(int64_t at, int64_t py, int64_t px, int64_t ow, int64_t kh, int64_t kw,
-                             int64_t psh, int64_t psw, int64_t *oy, int64_t *ox) {
-    *oy = py * psh;
-    for (int64_t r = 1; r < kh; ++r) *oy += at >= (py * psh + r) * ow;
-    *ox = at - *oy * ow;
-    return !(*ox < px * psw || *ox >= px * psw + kw);
+/* Whether plane index `at` lies in the window of pooled element (py, px):
+ * its row by comparisons within the window (no integer division, no branch
+ * on random data), then its column must fall inside the window too. */
+static inline int FN(in_window)(int64_t at, int64_t py, int64_t px, int64_t ow, int64_t kh, int64_t kw,
+                                int64_t psh, int64_t psw) {
+    int64_t oy = py * psh;
+    for (int64_t r = 1; r < kh; ++r) oy += at >= (py * psh + r) * ow;
+    const int64_t ox = at - oy * ow;
+    return ox >= px * psw && ox < px * psw + kw;
 }
 
 /* table[o * tp + t] <- the padded-image value tap t reads for output o (one
@@ -217,8 +217,7 @@ static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
         for (int64_t px = 0; px < pow_; ++px) {
             const REAL gv = g[py * pow_ + px];
             const int64_t at = ix[py * pow_ + px];
-            int64_t oy, ox;
-            if (!FN(winner)(at, py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
+            if (!FN(in_window)(at, py, px, ow, kh, kw, psh, psw)) {
                 ++bad;
                 continue;
             }

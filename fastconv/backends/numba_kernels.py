@@ -450,14 +450,14 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
 
 
 @njit_serial
-def _winner(at, py, px, ow, kh, kw, psh, psw):
-    """(oy, ox, ok): the winner's position; ok is False outside its window."""
+def _in_window(at, py, px, ow, kh, kw, psh, psw):
+    """Whether plane index ``at`` lies in the window of pooled element (py, px)."""
     oy = py * psh
     for r in range(1, kh):
         if at >= (py * psh + r) * ow:
             oy += 1
     ox = at - oy * ow
-    return oy, ox, px * psw <= ox < px * psw + kw
+    return px * psw <= ox < px * psw + kw
 
 
 _GRAD_BLOCK = 4  # images per task in conv_maxpool_bwd_params
@@ -493,8 +493,7 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                 for py in range(poh):
                     for px in range(pow_):
                         at = idx[img, fi, py, px]
-                        oy, ox, ok = _winner(at, py, px, ow, kh, kw, psh, psw)
-                        if not ok:
+                        if not _in_window(at, py, px, ow, kh, kw, psh, psw):
                             bad[blk] += 1
                             continue
                         g = d_out[img, fi, py, px]
@@ -504,13 +503,14 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                     part[blk, fi, t] += loc[t]
     if bad.sum():
         raise IndexError("an index points outside its pooling window")
+    d_wf = d_w.reshape(f, taps)
     for fi in range(f):
         for t in range(taps + 1):
             total = 0.0
             for blk in range(blocks):
                 total += part[blk, fi, t]
             if t < taps:
-                d_w.reshape(f, taps)[fi, t] = total
+                d_wf[fi, t] = total
             else:
                 d_b[fi] = total
 
