@@ -172,14 +172,18 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
 
 /* Whether plane index `at` lies in the window of pooled element (py, px):
  * its row by comparisons within the window (no integer division, no branch
- * on random data), then its column must fall inside the window too. */
+ * on random data), then its column must fall inside the window too.
+ * Sets (*oy, *ox) to its row and column. */
 static inline int FN(in_window)(int64_t at, int64_t py, int64_t px, int64_t ow, int64_t kh, int64_t kw,
-                                int64_t psh, int64_t psw) {
-    int64_t oy = py * psh;
-    for (int64_t r = 1; r < kh; ++r) oy += at >= (py * psh + r) * ow;
-    const int64_t ox = at - oy * ow;
-    return ox >= px * psw && ox < px * psw + kw;
+                                int64_t psh, int64_t psw, int64_t *oy, int64_t *ox) {
+    int64_t y = py * psh;
+    for (int64_t r = 1; r < kh; ++r) y += at >= (py * psh + r) * ow;
+    *oy = y;
+    *ox = at - y * ow;
+    return *ox >= px * psw && *ox < px * psw + kw;
 }
+
+#include "conv_pool_grad_tmpl.h"
 
 /* table[o * tp + t] <- the padded-image value tap t reads for output o (one
  * image's im2col, transposed); then a 1 (tap `taps`: the bias's gradient
@@ -217,7 +221,8 @@ static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
         for (int64_t px = 0; px < pow_; ++px) {
             const REAL gv = g[py * pow_ + px];
             const int64_t at = ix[py * pow_ + px];
-            if (!FN(in_window)(at, py, px, ow, kh, kw, psh, psw)) {
+            int64_t oy, ox;
+            if (!FN(in_window)(at, py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
                 ++bad;
                 continue;
             }
@@ -254,6 +259,9 @@ static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict 
  * own partial sums, added in block order at the end, so the result does not
  * depend on the thread count.  Sums per plane in REAL, beyond in double. */
 #define FC_GRAD_BLOCK 4
+/* Beyond this many vector blocks of taps, the wide kernel (patch rows from an
+ * HWC copy, register-blocked sums) is faster. */
+#define FC_FEW_TAP_BLOCKS 2
 int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict d_out,
                                    const int64_t *restrict idx, REAL *restrict d_w,
                                    REAL *restrict d_b,
@@ -268,6 +276,9 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     const int64_t taps = c * fh * fw, pooled = poh * pow_, stride = taps + 1;
     const int64_t nb = (taps + CONV_VEC) / CONV_VEC; /* vector blocks per output's taps and the 1 */
+    if (nb > FC_FEW_TAP_BLOCKS)
+        return FN(conv_maxpool_bwd_params_wide)(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph,
+                                                pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t blocks = (n + FC_GRAD_BLOCK - 1) / FC_GRAD_BLOCK;
     double *part = calloc(blocks * f * stride, sizeof(double)); /* per block, per filter: taps, bias */
     if (part == NULL) return FC_ERR_NOMEM;
@@ -316,5 +327,6 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
     return bad ? FC_ERR_INDEX : FC_OK;
 }
 #undef FC_GRAD_BLOCK
+#undef FC_FEW_TAP_BLOCKS
 
 #undef CONV_VEC

@@ -118,6 +118,18 @@ int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const i
                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                                   int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
                                   int64_t psh, int64_t psw, int64_t poh, int64_t pow_);
+/* The input gradient of conv_maxpool, from the pooled gradient and indices
+ * alone (csrc/conv_pool_grad_tmpl.h); any tap count. */
+int fc_conv_maxpool_bwd_input_f32(const float *d_out, const int64_t *idx, const float *wt, float *d_x,
+                                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
+                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
+                                  int64_t psw, int64_t poh, int64_t pow_);
+int fc_conv_maxpool_bwd_input_f64(const double *d_out, const int64_t *idx, const double *wt, double *d_x,
+                                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
+                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
+                                  int64_t psw, int64_t poh, int64_t pow_);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

@@ -201,3 +201,23 @@ def conv2d_params_grad(x, d_out, w_shape, stride, padding, dilation):
                                 if 0 <= iy < h and 0 <= iz < wd:
                                     d_w[o, ci, i, j] += g * x[b_, ci, iy, iz]
     return d_w, d_out.sum(axis=(0, 2, 3))
+
+
+def conv2d_input_grad(w, d_out, x_shape, stride, padding, dilation):
+    """Loops: d_x[n,c,iy,iz] += d_out[n,f,oy,ox] * w[f,c,i,j] wherever output (oy, ox) read (iy, iz)."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, h, wd = x_shape
+    f, _, kh, kw = w.shape
+    d_x = np.zeros(x_shape)
+    for b_ in range(n):
+        for o in range(f):
+            for y in range(d_out.shape[2]):
+                for z in range(d_out.shape[3]):
+                    g = d_out[b_, o, y, z]
+                    for ci in range(c):
+                        for i in range(kh):
+                            for j in range(kw):
+                                iy, iz = y * sh + i * dh - ph, z * sw + j * dw - pw
+                                if 0 <= iy < h and 0 <= iz < wd:
+                                    d_x[b_, ci, iy, iz] += g * w[o, ci, i, j]
+    return d_x

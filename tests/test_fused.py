@@ -1,6 +1,7 @@
-"""The fused few-tap convolution + max pool, and the CNN stages that use it
-(ConvPoolReLU, CroppedConv): every backend against loop oracles, gradient
-checks, error messages, and whole-model equality with layer-by-layer runs."""
+"""The fused convolution + max pool (conv2d_maxpool and its winner-sparse
+gradients), and the CNN stages that use it (ConvPoolReLU, CroppedConv): every
+backend against loop oracles, gradient checks, error messages, and
+whole-model equality with layer-by-layer runs."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +25,10 @@ CASES = [
     ((2, 3, 12, 12), 5, 3, 1, 1, 1, 3, 2),           # RGB, padding, overlapping pool windows
     ((2, 1, 9, 9), 2, 5, 1, 2, 1, 2, 2),             # 5x5 kernel
     ((1, 1, 5, 5), 2, 3, 2, 0, 1, 1, 1),             # stride 2, 1x1 pool
+    # many taps (the wide gradient kernels): 72, 180 (several register passes), odd F
+    ((2, 8, 9, 9), 5, 3, 1, 0, 1, 2, None),
+    ((2, 20, 7, 8), 3, 3, 1, 1, 1, 2, None),
+    ((2, 6, 10, 9), 4, (3, 2), (2, 1), (1, 0), (1, 2), (2, 2), (1, 2)),  # overlapping windows share winners
 ]
 
 
@@ -54,27 +59,31 @@ def test_conv2d_maxpool_matches_loops(backend, dtype, shape, f, k, s, p, d, pk, 
     assert d_w.dtype == d_b.dtype == dtype
     np.testing.assert_allclose(d_w, ref_dw, **TOL[dtype])
     np.testing.assert_allclose(d_b, ref_db, **TOL[dtype])
+    ref_dx = naive.conv2d_input_grad(w.astype(np.float64), d_conv, x.shape, P(s), P(p), P(d))
+    d_x = F.conv2d_maxpool_backward_input(g, idx, w, x.shape, s, p, d, pk, ps, backend=backend)
+    assert d_x.dtype == dtype and d_x.shape == x.shape
+    np.testing.assert_allclose(d_x, ref_dx, **TOL[dtype])
 
 
-def test_conv2d_maxpool_gradcheck(backend):
-    """Numerical gradient of sum(g * out) w.r.t. weights and bias (float64)."""
-    x, w, b = _data((2, 1, 9, 8), 3, 3, np.float64)
-    g = np.random.default_rng(2).standard_normal((2, 3, 3, 3))
-    out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
-    d_w, d_b = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, backend=backend)
+@pytest.mark.parametrize("channels", [1, 7])  # few taps; many (the wide kernels)
+def test_conv2d_maxpool_gradcheck(backend, channels):
+    """Numerical gradient of sum(g * out) w.r.t. weights, bias and x (float64)."""
+    x, w, b = _data((2, channels, 9, 8), 3, 3, np.float64)
+    g = np.random.default_rng(2).standard_normal((2, 3, 4, 3))
+    out, idx = F.conv2d_maxpool(x, w, b, padding=(1, 0), backend=backend)
+    d_w, d_b = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, padding=(1, 0), backend=backend)
+    d_x = F.conv2d_maxpool_backward_input(g, idx, w, x.shape, padding=(1, 0), backend=backend)
 
-    def loss_w(wv):
-        return np.sum(g * F.conv2d_maxpool(x, wv, b, backend=backend)[0])
+    def loss(xv, wv, bv):
+        return np.sum(g * F.conv2d_maxpool(xv, wv, bv, padding=(1, 0), backend=backend)[0])
 
-    def loss_b(bv):
-        return np.sum(g * F.conv2d_maxpool(x, w, bv, backend=backend)[0])
-
-    assert naive.rel_error(d_w, naive.numerical_grad(loss_w, w, 1.0)) < 1e-7
-    assert naive.rel_error(d_b, naive.numerical_grad(loss_b, b, 1.0)) < 1e-7
+    assert naive.rel_error(d_w, naive.numerical_grad(lambda wv: loss(x, wv, b), w, 1.0)) < 1e-7
+    assert naive.rel_error(d_b, naive.numerical_grad(lambda bv: loss(x, w, bv), b, 1.0)) < 1e-7
+    assert naive.rel_error(d_x, naive.numerical_grad(lambda xv: loss(xv, w, b), x, 1.0)) < 1e-7
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(3, 14), w=st.integers(3, 14),
+@given(n=st.integers(1, 3), c=st.sampled_from([1, 2, 3, 5, 12]), h=st.integers(3, 14), w=st.integers(3, 14),
        f=st.integers(1, 4), k=st.integers(1, 3), s=st.integers(1, 2), p=st.integers(0, 1),
        pk=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_conv2d_maxpool_random_shapes(n, c, h, w, f, k, s, p, pk, seed):
@@ -85,12 +94,14 @@ def test_conv2d_maxpool_random_shapes(n, c, h, w, f, k, s, p, pk, seed):
     ref = [F.conv2d_maxpool(x, wt, b, s, p, 1, pk, backend="numpy")]
     g = np.random.default_rng(seed + 1).standard_normal(ref[0][0].shape)
     ref_grads = F.conv2d_maxpool_backward_params(x, g, ref[0][1], wt.shape, s, p, 1, pk, backend="numpy")
+    ref_grads += (F.conv2d_maxpool_backward_input(g, ref[0][1], wt, x.shape, s, p, 1, pk, backend="numpy"),)
     for name in fastconv.available_backends():
         out, idx = F.conv2d_maxpool(x, wt, b, s, p, 1, pk, backend=name)
         np.testing.assert_allclose(out, ref[0][0], **TOL[np.float64])
         np.testing.assert_array_equal(idx, ref[0][1])
-        for mine, theirs in zip(F.conv2d_maxpool_backward_params(x, g, idx, wt.shape, s, p, 1, pk, backend=name),
-                                ref_grads):
+        grads = F.conv2d_maxpool_backward_params(x, g, idx, wt.shape, s, p, 1, pk, backend=name)
+        grads += (F.conv2d_maxpool_backward_input(g, idx, wt, x.shape, s, p, 1, pk, backend=name),)
+        for mine, theirs in zip(grads, ref_grads):
             np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
 
 
@@ -111,6 +122,20 @@ def test_conv2d_maxpool_errors(backend):
         F.conv2d_maxpool_backward_params(x, out, idx[:1], w.shape, backend=backend)
     with pytest.raises(ValueError, match="d_out has shape"):
         F.conv2d_maxpool_backward_params(x, out[:1], idx, w.shape, backend=backend)
+    with pytest.raises(ValueError, match="outside their pooling windows"):
+        F.conv2d_maxpool_backward_input(out, bad, w, x.shape, backend=backend)
+    with pytest.raises(ValueError, match="d_out has shape"):
+        F.conv2d_maxpool_backward_input(out, idx, w, (2, 1, 10, 10), backend=backend)
+    with pytest.raises(ValueError, match="expect 1 input channels"):
+        F.conv2d_maxpool_backward_input(out, idx, w, (2, 3, 8, 8), backend=backend)
+    with pytest.raises(TypeError, match="d_out is float32 but weights is float64"):
+        F.conv2d_maxpool_backward_input(out, idx, w.astype(np.float64), x.shape, backend=backend)
+    wide_x, wide_w, _ = _data((2, 9, 8, 8), 3, 3, np.float32)  # the wide kernels check windows too
+    out, idx = F.conv2d_maxpool(wide_x, wide_w, backend=backend)
+    bad = idx.copy()
+    bad[1, 2, 1, 0] = -1
+    with pytest.raises(ValueError, match="outside their pooling windows"):
+        F.conv2d_maxpool_backward_params(wide_x, out, bad, wide_w.shape, backend=backend)
 
 
 # ------------------------------------------------------------------ CNN stages
@@ -170,7 +195,7 @@ def test_schedule_fuses_and_crops_the_seed_network():
     fastconv.set_backend("c") if "c" in fastconv.available_backends() else pytest.skip("no C backend")
     model = seed_cnn()
     kinds = [type(s).__name__ for s in model._schedule()]
-    assert kinds[:4] == ["ConvPoolReLU", "CroppedConv", "MaxPool2D", "ReLU"]
+    assert kinds[:3] == ["ConvPoolReLU", "ConvPoolReLU", "Flatten"]
     assert model._schedule() is model._schedule()  # cached: forward and backward share stages
     fastconv.set_backend("numpy")  # the reference runs layer by layer (and crops)
     assert isinstance(model._schedule()[0], CroppedConv)
@@ -179,13 +204,17 @@ def test_schedule_fuses_and_crops_the_seed_network():
     assert out.shape == (2, 10)
 
 
-def test_conv2d_maxpool_same_bits_at_any_thread_count(backend):
-    """The weight gradient sums fixed blocks of images in a fixed order."""
-    x, w, b = _data((11, 2, 14, 13), 5, 3, np.float32, seed=3)
+@pytest.mark.parametrize("channels", [2, 11])
+def test_conv2d_maxpool_same_bits_at_any_thread_count(backend, channels):
+    """The weight gradient sums fixed blocks of images in a fixed order; the
+    input gradient is per image."""
+    x, w, b = _data((11, channels, 14, 13), 5, 3, np.float32, seed=3)
     results = []
     for threads in (1, 2):
         fastconv.set_num_threads(threads)
         out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
-        results.append((out, idx, *F.conv2d_maxpool_backward_params(x, out, idx, w.shape, backend=backend)))
-    for a, b_ in zip(*results):
-        np.testing.assert_array_equal(a, b_)
+        results.append((out, idx, *F.conv2d_maxpool_backward_params(x, out, idx, w.shape, backend=backend),
+                        F.conv2d_maxpool_backward_input(out, idx, w, x.shape, backend=backend)))
+    for run in results[1:]:
+        for a, b_ in zip(results[0], run):
+            np.testing.assert_array_equal(a, b_)

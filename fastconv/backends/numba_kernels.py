@@ -515,6 +515,79 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                 d_b[fi] = total
 
 
+@njit
+def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                           oh, ow, kh, kw, psh, psw, poh, pow_):
+    """Only the winners received gradient: each pooled element adds g * (its
+    filter's weights) onto the input patch its winner read.  Per image (so the
+    result does not depend on the thread count), as the C kernel: winners
+    bucketed by output position, each patch's gradient summed once with the
+    weights permuted to (i, j, ch) order, then added onto a zero-padded
+    (HP, WP, C) copy of the image, whose interior is d_x."""
+    taps = c * fh * fw
+    uh = min(oh, (poh - 1) * psh + kh)
+    uw = min(ow, (pow_ - 1) * psw + kw)
+    positions = uh * uw
+    wperm = np.empty((f, taps), dtype=wt.dtype)
+    for fi in range(f):
+        for ch in range(c):
+            for i in range(fh):
+                for j in range(fw):
+                    wperm[fi, (i * fw + j) * c + ch] = wt[fi, ch, i, j]
+    bad = np.zeros(n, dtype=np.int64)
+    for img in prange(n):
+        start = np.zeros(positions + 1, dtype=np.int64)
+        rows = np.empty(f * poh * pow_, dtype=np.int64)  # a winner's position, or -1
+        for fi in range(f):
+            for py in range(poh):
+                for px in range(pow_):
+                    at = idx[img, fi, py, px]
+                    k = (fi * poh + py) * pow_ + px
+                    rows[k] = -1
+                    if not _in_window(at, py, px, ow, kh, kw, psh, psw):
+                        bad[img] += 1
+                        continue
+                    rows[k] = (at // ow) * uw + at % ow
+                    start[rows[k] + 1] += 1
+        for r in range(positions):
+            start[r + 1] += start[r]
+        fill = start[:positions].copy()
+        gs = np.empty(f * poh * pow_, dtype=d_out.dtype)
+        fs = np.empty(f * poh * pow_, dtype=np.int64)
+        for fi in range(f):
+            for py in range(poh):
+                for px in range(pow_):
+                    k = (fi * poh + py) * pow_ + px
+                    if rows[k] < 0:
+                        continue
+                    e = fill[rows[k]]
+                    fill[rows[k]] += 1
+                    gs[e] = d_out[img, fi, py, px]
+                    fs[e] = fi
+        dxh = np.zeros((h + 2 * ph, w + 2 * pw, c), dtype=d_out.dtype)
+        acc = np.empty(taps, dtype=d_out.dtype)
+        for r in range(positions):
+            if start[r + 1] == start[r]:
+                continue  # no window's winner
+            acc[:] = 0
+            for e in range(start[r], start[r + 1]):
+                g = gs[e]
+                for t in range(taps):
+                    acc[t] += g * wperm[fs[e], t]
+            oy, ox = r // uw, r % uw
+            for i in range(fh):
+                for j in range(fw):
+                    y, x0, t0 = oy * sh + i * dh, ox * sw + j * dw, (i * fw + j) * c
+                    for ch in range(c):
+                        dxh[y, x0, ch] += acc[t0 + ch]
+        for ch in range(c):
+            for y in range(h):
+                for x0 in range(w):
+                    d_x[img, ch, y, x0] = dxh[y + ph, x0 + pw, ch]
+    if bad.sum():
+        raise IndexError("an index points outside its pooling window")
+
+
 # ------------------------------------------------------------ optimizer
 
 

@@ -72,6 +72,22 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
         d_w[:, :, i, j] = np.tensordot(d_conv, patch, axes=([0, 2, 3], [0, 2, 3]))
 
 
+def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                           oh, ow, kh, kw, psh, psw, poh, pow_):
+    """Route the pooled gradient to the winners, then the convolution's input
+    gradient: per tap, the filters' weights times d_conv, added onto the
+    padded input where that tap read it."""
+    _check_windows(idx, oh, ow, kh, kw, psh, psw)
+    d_conv = np.empty((n, f, oh, ow), dtype=d_out.dtype)
+    maxpool_bwd(d_out, idx, d_conv, n, f, oh, ow, poh, pow_)
+    d_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d_out.dtype)
+    for i in range(fh):
+        for j in range(fw):
+            d_pad[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)] += np.tensordot(
+                wt[:, :, i, j], d_conv, axes=([0], [1])).transpose(1, 0, 2, 3)
+    d_x[...] = d_pad[:, :, ph:ph + h, pw:pw + w]
+
+
 def _check_windows(idx, oh, ow, kh, kw, psh, psw):
     """Every index must name a position inside its own pooling window."""
     poh, pow_ = idx.shape[2:]

@@ -4,7 +4,7 @@ Every function takes an optional keyword ``backend=`` ("numpy", "numba", "c");
 without it the current backend is used (see :func:`fastconv.set_backend`).
 """
 from .batchnorm import BatchNormCache, batch_norm_backward, batch_norm_forward
-from .conv import conv2d_maxpool, conv2d_maxpool_backward_params
+from .conv import conv2d_maxpool, conv2d_maxpool_backward_input, conv2d_maxpool_backward_params
 from .im2col import col2im, im2col
 from .pooling import (
     adaptive_avg_pool2d,
@@ -28,6 +28,7 @@ __all__ = [
     "batch_norm_forward",
     "col2im",
     "conv2d_maxpool",
+    "conv2d_maxpool_backward_input",
     "conv2d_maxpool_backward_params",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",

@@ -11,6 +11,8 @@ when the convolution qualifies (see ``CNN._schedule``).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import _checks, backends
@@ -68,20 +70,52 @@ def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, p
     pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
     if d_out.shape != pooled_shape:
         raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
+    indices = _checked_indices(indices, pooled_shape)
+    d_w = np.empty(w_shape, dtype=x.dtype)
+    d_b = np.empty(w_shape[0], dtype=x.dtype)
+    with _index_errors():
+        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, indices, d_w, d_b, *sizes)
+    return d_w, d_b
+
+
+def conv2d_maxpool_backward_input(d_out, indices, weights, x_shape, stride=1, padding=0, dilation=1,
+                                  pool_size=2, pool_stride=None, *, backend=None):
+    """Gradient of :func:`conv2d_maxpool` with respect to x (shape x_shape),
+    from d_out and the indices it returned (N, F, PH, PW), and the weights.
+    Only the winners received gradient, so only their patches get some back.
+    The indices may also come from ``max_pool2d`` of a ``conv2d`` output."""
+    d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, F, PH, PW)")
+    weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
+    _checks.same_dtype(d_out, weights, "d_out", "weights")
+    x_shape = _checks.shape4(x_shape, "x_shape")
+    sizes = _sizes(x_shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
+    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
+    if d_out.shape != pooled_shape:
+        raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
+    indices = _checked_indices(indices, pooled_shape)
+    d_x = np.empty(x_shape, dtype=d_out.dtype)
+    with _index_errors():
+        backends.resolve(backend).conv_maxpool_bwd_input(d_out, indices, weights, d_x, *sizes)
+    return d_x
+
+
+def _checked_indices(indices, pooled_shape):
     indices = np.asarray(indices)
     if indices.shape != pooled_shape or indices.dtype != np.int64:
         raise ValueError(
             f"indices must be the int64 array of shape {pooled_shape} that conv2d_maxpool returned, "
             f"got {indices.dtype} {indices.shape}"
         )
-    indices = np.ascontiguousarray(indices)
-    d_w = np.empty(w_shape, dtype=x.dtype)
-    d_b = np.empty(w_shape[0], dtype=x.dtype)
+    return np.ascontiguousarray(indices)
+
+
+@contextlib.contextmanager
+def _index_errors():
+    """A kernel's IndexError (an index outside its window) as a ValueError that says what to pass."""
     try:
-        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, indices, d_w, d_b, *sizes)
+        yield
     except IndexError as exc:
         raise ValueError(
             f"indices point outside their pooling windows ({exc}); pass the indices conv2d_maxpool "
             f"returned for this x and geometry"
         ) from None
-    return d_w, d_b

@@ -1,15 +1,24 @@
-"""Conv2D -> ReLU -> MaxPool2D as one stage, for convolutions with few taps.
+"""Conv2D -> ReLU -> MaxPool2D as one stage.
 
-``CNN`` runs such a triple through :func:`fastconv.functional.conv2d_maxpool`
-when the convolution has ``in_channels * KH * KW <= FUSE_MAX_TAPS`` (a first
-layer on 1-channel images) and groups == 1, the pool has no padding, and the
-backend's fused kernels are its fast path (see :func:`fusable`).
-The results are the same as running the three layers (tested), but the
-convolution's full-resolution output never reaches memory.
+``CNN`` runs such a triple as a :class:`ConvPoolReLU` when groups == 1, the
+pool has no padding and the backend's fused kernels are its fast path (see
+:func:`fusable`).  Results are the same as running the three layers (tested).
+
+* Forward: a convolution with few taps (``in_channels * KH * KW <=
+  FUSE_MAX_TAPS``: a first layer on 1-channel images) runs through
+  :func:`fastconv.functional.conv2d_maxpool`, so its full-resolution output
+  never reaches memory; a wider one runs Conv2D's im2col + GEMM (on only the
+  input rows and columns the pool reads) and the max pool.
+* Backward: max pool's gradient is nonzero only at the winners, so the
+  weight, bias and input gradients come from the pooled gradient and the
+  indices (``conv2d_maxpool_backward_params`` / ``_input``): a quarter of the
+  multiply-adds of the GEMMs on a dense d_conv (2x2 pool), which is never
+  written.
 
 ReLU runs after the pool (max commutes with ReLU, as in ``CNN._schedule``).
 The weight gradients land in the Conv2D's ``d_weights``/``d_bias`` as usual;
-the MaxPool2D's own cache is not filled (the stage keeps the indices).
+the MaxPool2D's and Conv2D's own caches are not filled (the stage keeps what
+backward needs).
 """
 from __future__ import annotations
 
@@ -18,23 +27,28 @@ import numpy as np
 from .. import _checks, backends
 from .. import functional as F
 
-# in_channels * KH * KW up to which the fused kernels beat im2col + GEMM:
-# 1-channel 3x3 and 5x5 kernels.
+# in_channels * KH * KW up to which the direct fused forward beats im2col +
+# GEMM: 1-channel 3x3 and 5x5 kernels.
 FUSE_MAX_TAPS = 25
 
 
 def fusable(conv, pool) -> bool:
-    """Whether Conv2D ``conv`` followed by MaxPool2D ``pool`` should run fused:
-    the geometry qualifies and the backend's fused kernels are its fast path
-    (``FUSE_CONV_POOL`` in the backend module: True for C; Numba's are correct
-    but slower than its unfused kernels, and the NumPy reference stays the
-    plain layer-by-layer computation)."""
-    kh, kw = conv.kernel_size
-    if conv.groups != 1 or conv.in_channels * kh * kw > FUSE_MAX_TAPS or pool.padding != (0, 0):
-        return False
-    if conv.backend != pool.backend:
+    """Whether Conv2D ``conv`` followed by MaxPool2D ``pool`` should run as a
+    ConvPoolReLU stage: the geometry qualifies and the backend's fused kernels
+    are its fast path (``FUSE_CONV_POOL`` in the backend module: True for C
+    and Numba; the NumPy reference stays the plain layer-by-layer computation)."""
+    if conv.groups != 1 or pool.padding != (0, 0) or conv.backend != pool.backend:
         return False
     return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
+
+
+def direct_forward(conv) -> bool:
+    """Whether the stage's forward is the direct fused kernel (few taps) rather
+    than im2col + GEMM + pool.  The backend may keep it off
+    (``DIRECT_CONV_POOL``: Numba's direct kernel is slower than its GEMM path)."""
+    kh, kw = conv.kernel_size
+    return (conv.in_channels * kh * kw <= FUSE_MAX_TAPS
+            and getattr(backends.resolve(conv.backend), "DIRECT_CONV_POOL", True))
 
 
 class ConvPoolReLU:
@@ -55,31 +69,56 @@ class ConvPoolReLU:
 
     def forward(self, x):
         conv = self.conv
-        x, oh, ow = conv._prepare(x)
-        bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
-        pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
-        self._cache = (x, indices, oh, ow)
-        conv._remember_input(x, oh, ow)  # for backward(), which needs d_x
+        if direct_forward(conv):
+            x, _, _ = conv._prepare(x)
+            x_shape = x.shape
+            bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
+            pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
+        else:
+            x, x_shape, pooled, indices = self._gemm_forward(x)
+        self._cache = (x, indices, x_shape)
         return self.relu.forward(pooled)
+
+    def _gemm_forward(self, x):
+        """Conv2D (im2col + GEMM) on the input rows/cols the pool reads, then
+        the pool.  Returns (cropped input, full input shape, pooled, indices)."""
+        x = np.asarray(x)
+        x_shape = x.shape
+        if x.ndim == 4:
+            rows, cols = crop_for_pool(self.conv, self.pool, x.shape)
+            x = x[:, :, :rows, :cols]
+        out = self.conv.forward(x)  # an NCHW view of an (F, N, OH, OW) array
+        x = self.conv._cache[0]  # the (cropped) input as Conv2D checked it
+        self.conv._cache = None  # its column matrix is not needed: drop it now
+        pooled, indices = F.max_pool2d(out.transpose(1, 0, 2, 3), self.pool.pool_size, self.pool.stride,
+                                       backend=self.conv.backend)
+        return (x, x_shape, np.ascontiguousarray(pooled.transpose(1, 0, 2, 3)),
+                np.ascontiguousarray(indices.transpose(1, 0, 2, 3)))
 
     def backward_params_only(self, d_out):
         """The convolution's d_weights and d_bias; no input gradient."""
-        x, indices, _, _ = self.conv._need_cache(self._cache)
-        d_pooled = self.relu.backward(d_out)
-        d_w, d_b = F.conv2d_maxpool_backward_params(x, d_pooled, indices, self.conv.weights.shape,
-                                                    **self._geometry())
-        self.conv.d_weights[...] = d_w
-        if self.conv.bias is not None:
-            self.conv.d_bias[...] = d_b
+        self._backward(d_out, input_grad=False)
 
     def backward(self, d_out):
-        """With the input gradient: route the gradient through the pool and let
-        Conv2D do the rest (its GEMM path; only a first layer skips this)."""
-        x, indices, oh, ow = self.conv._need_cache(self._cache)
+        return self._backward(d_out, input_grad=True)
+
+    def _backward(self, d_out, input_grad):
+        x, indices, x_shape = self.conv._need_cache(self._cache)
+        conv = self.conv
         d_pooled = self.relu.backward(d_out)
-        d_conv = F.max_pool2d_backward(d_pooled, indices, (x.shape[0], self.conv.out_channels, oh, ow),
-                                       backend=self.conv.backend)
-        return self.conv.backward(d_conv)
+        d_w, d_b = F.conv2d_maxpool_backward_params(x, d_pooled, indices, conv.weights.shape,
+                                                    **self._geometry())
+        conv.d_weights[...] = d_w
+        if conv.bias is not None:
+            conv.d_bias[...] = d_b
+        if not input_grad:
+            return None
+        d_x = F.conv2d_maxpool_backward_input(d_pooled, indices, conv.weights, x.shape, **self._geometry())
+        if d_x.shape == x_shape:
+            return d_x
+        full = np.zeros(x_shape, dtype=d_x.dtype)  # inputs no kept output read: zero gradient
+        full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
+        return full
 
 
 def unused_tail(conv, pool, out_hw):
@@ -91,6 +130,19 @@ def unused_tail(conv, pool, out_hw):
     used = [(((size - k) // s) * s + k) if size >= k else size
             for size, k, s in zip(out_hw, pool.pool_size, pool.stride)]
     return out_hw[0] - used[0], out_hw[1] - used[1]
+
+
+def crop_for_pool(conv, pool, x_shape):
+    """(rows, cols) of an input of shape x_shape that Conv2D ``conv`` reads for
+    the outputs MaxPool2D ``pool`` reads (see unused_tail); slicing more than
+    the input has is harmless."""
+    kh, kw = conv.kernel_size
+    out_hw = _checks.conv_output_size(*x_shape[2:], kh, kw, conv.stride, conv.padding, conv.dilation)
+    drop_h, drop_w = unused_tail(conv, pool, out_hw)
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    rows = (out_hw[0] - drop_h - 1) * sh + (kh - 1) * dh + 1
+    cols = (out_hw[1] - drop_w - 1) * sw + (kw - 1) * dw + 1
+    return rows, cols
 
 
 class CroppedConv:
@@ -110,22 +162,12 @@ class CroppedConv:
     def __repr__(self):
         return f"CroppedConv({self.conv!r})"
 
-    def _crop(self, x_shape):
-        conv = self.conv
-        kh, kw = conv.kernel_size
-        out_hw = _checks.conv_output_size(*x_shape[2:], kh, kw, conv.stride, conv.padding, conv.dilation)
-        drop_h, drop_w = unused_tail(conv, self.pool, out_hw)
-        (sh, sw), (dh, dw) = conv.stride, conv.dilation
-        rows = (out_hw[0] - drop_h - 1) * sh + (kh - 1) * dh + 1
-        cols = (out_hw[1] - drop_w - 1) * sw + (kw - 1) * dw + 1
-        return rows, cols
-
     def forward(self, x):
         x = np.asarray(x)
         self._x_shape = x.shape
         if x.ndim != 4:
             return self.conv.forward(x)  # let Conv2D explain the error
-        rows, cols = self._crop(x.shape)
+        rows, cols = crop_for_pool(self.conv, self.pool, x.shape)
         return self.conv.forward(x[:, :, :rows, :cols])
 
     def backward(self, d_out):
