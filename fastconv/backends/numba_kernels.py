@@ -19,8 +19,10 @@ from numba import prange, uint64
 
 from .. import config
 
-# conv_maxpool_* are correct but slower than this backend's separate kernels,
-# so CNN does not fuse layers with it (layers/fused.py).
+# conv_maxpool_* are correct but slower than this backend's separate layers
+# in a whole training step (Numba keeps no accumulators in registers across
+# the winners: ~10 GMAC/s vs C's register-blocked sums), so CNN does not run
+# ConvPoolReLU stages with it (layers/fused.py).
 FUSE_CONV_POOL = False
 
 _OPTS = config.numba_options()
@@ -411,12 +413,13 @@ def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
             of[base + k] = gf[base + k] * a + (xf[base + k] - m) * b + z
 
 
-# ------------------------------------- few-tap convolution + max pool
+# ------------------------------------------- convolution + max pool
 # conv_maxpool_fwd computes the convolution into a scratch array, one
 # (image, filter) plane per task, then pools it with maxpool_fwd.  (A fused
 # per-plane pool, as in C, needed a second copy of maxpool_fwd's loop: called
-# as a helper from a prange loop it ran 8x slower.)  CNN does not fuse with
-# this backend (FUSE_CONV_POOL): its separate layers are faster.
+# as a helper from a prange loop it ran 8x slower.)  The gradients read only
+# the winners, as the C kernels.  CNN does not fuse with this backend
+# (FUSE_CONV_POOL): its separate layers are faster.
 # Pooled out/idx/d_out: (N, F, PH, PW).
 
 
@@ -450,17 +453,27 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
 
 
 @njit_serial
-def _in_window(at, py, px, ow, kh, kw, psh, psw):
-    """Whether plane index ``at`` lies in the window of pooled element (py, px)."""
+def _window_pos(at, py, px, ow, kh, kw, psh, psw):
+    """(row, column) of plane index ``at`` in the conv output, or (-1, -1) if
+    it is outside the window of pooled element (py, px).  The row by
+    comparisons within the window: no integer division per element."""
     oy = py * psh
     for r in range(1, kh):
         if at >= (py * psh + r) * ow:
             oy += 1
     ox = at - oy * ow
-    return px * psw <= ox < px * psw + kw
+    if px * psw <= ox < px * psw + kw:
+        return oy, ox
+    return -1, -1
 
 
 _GRAD_BLOCK = 4  # images per task in conv_maxpool_bwd_params
+
+
+@njit_serial
+def _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_):
+    """Rows and columns of the convolution's output that the pool reads."""
+    return min(oh, (poh - 1) * psh + kh), min(ow, (pow_ - 1) * psw + kw)
 
 
 @njit
@@ -493,7 +506,7 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                 for py in range(poh):
                     for px in range(pow_):
                         at = idx[img, fi, py, px]
-                        if not _in_window(at, py, px, ow, kh, kw, psh, psw):
+                        if _window_pos(at, py, px, ow, kh, kw, psh, psw)[0] < 0:
                             bad[blk] += 1
                             continue
                         g = d_out[img, fi, py, px]
@@ -525,35 +538,36 @@ def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, p
     weights permuted to (i, j, ch) order, then added onto a zero-padded
     (HP, WP, C) copy of the image, whose interior is d_x."""
     taps = c * fh * fw
-    uh = min(oh, (poh - 1) * psh + kh)
-    uw = min(ow, (pow_ - 1) * psw + kw)
+    uh, uw = _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_)
     positions = uh * uw
-    wperm = np.empty((f, taps), dtype=wt.dtype)
+    pooled = f * poh * pow_
+    hp, wp = h + 2 * ph, w + 2 * pw
+    wperm = np.empty(f * taps, dtype=wt.dtype)
     for fi in range(f):
         for ch in range(c):
             for i in range(fh):
                 for j in range(fw):
-                    wperm[fi, (i * fw + j) * c + ch] = wt[fi, ch, i, j]
+                    wperm[fi * taps + (i * fw + j) * c + ch] = wt[fi, ch, i, j]
     bad = np.zeros(n, dtype=np.int64)
+    utaps, uc = uint64(taps), uint64(c)
     for img in prange(n):
         start = np.zeros(positions + 1, dtype=np.int64)
-        rows = np.empty(f * poh * pow_, dtype=np.int64)  # a winner's position, or -1
+        rows = np.empty(pooled, dtype=np.int64)  # each pooled element's winner position, or -1
         for fi in range(f):
             for py in range(poh):
                 for px in range(pow_):
-                    at = idx[img, fi, py, px]
                     k = (fi * poh + py) * pow_ + px
-                    rows[k] = -1
-                    if not _in_window(at, py, px, ow, kh, kw, psh, psw):
+                    oy, ox = _window_pos(idx[img, fi, py, px], py, px, ow, kh, kw, psh, psw)
+                    rows[k] = oy * uw + ox if oy >= 0 else -1
+                    if oy < 0:
                         bad[img] += 1
                         continue
-                    rows[k] = (at // ow) * uw + at % ow
                     start[rows[k] + 1] += 1
         for r in range(positions):
             start[r + 1] += start[r]
         fill = start[:positions].copy()
-        gs = np.empty(f * poh * pow_, dtype=d_out.dtype)
-        fs = np.empty(f * poh * pow_, dtype=np.int64)
+        gs = np.empty(pooled, dtype=d_out.dtype)
+        ws = np.empty(pooled, dtype=np.uint64)  # offset of the filter's row in wperm
         for fi in range(f):
             for py in range(poh):
                 for px in range(pow_):
@@ -563,27 +577,29 @@ def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, p
                     e = fill[rows[k]]
                     fill[rows[k]] += 1
                     gs[e] = d_out[img, fi, py, px]
-                    fs[e] = fi
-        dxh = np.zeros((h + 2 * ph, w + 2 * pw, c), dtype=d_out.dtype)
+                    ws[e] = uint64(fi * taps)
+        dxh = np.zeros(hp * wp * c, dtype=d_out.dtype)
         acc = np.empty(taps, dtype=d_out.dtype)
         for r in range(positions):
             if start[r + 1] == start[r]:
                 continue  # no window's winner
             acc[:] = 0
             for e in range(start[r], start[r + 1]):
-                g = gs[e]
-                for t in range(taps):
-                    acc[t] += g * wperm[fs[e], t]
+                g, base = gs[e], ws[e]
+                for t in range(utaps):
+                    acc[t] += g * wperm[base + t]
             oy, ox = r // uw, r % uw
             for i in range(fh):
                 for j in range(fw):
-                    y, x0, t0 = oy * sh + i * dh, ox * sw + j * dw, (i * fw + j) * c
-                    for ch in range(c):
-                        dxh[y, x0, ch] += acc[t0 + ch]
+                    dst = uint64(((oy * sh + i * dh) * wp + ox * sw + j * dw) * c)
+                    src = uint64((i * fw + j) * c)
+                    for ch in range(uc):
+                        dxh[dst + ch] += acc[src + ch]
         for ch in range(c):
             for y in range(h):
-                for x0 in range(w):
-                    d_x[img, ch, y, x0] = dxh[y + ph, x0 + pw, ch]
+                base = uint64(((y + ph) * wp + pw) * c + ch)
+                for x0 in range(uint64(w)):
+                    d_x[img, ch, y, x0] = dxh[base + x0 * uc]
     if bad.sum():
         raise IndexError("an index points outside its pooling window")
 

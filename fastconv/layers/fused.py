@@ -35,8 +35,9 @@ FUSE_MAX_TAPS = 25
 def fusable(conv, pool) -> bool:
     """Whether Conv2D ``conv`` followed by MaxPool2D ``pool`` should run as a
     ConvPoolReLU stage: the geometry qualifies and the backend's fused kernels
-    are its fast path (``FUSE_CONV_POOL`` in the backend module: True for C
-    and Numba; the NumPy reference stays the plain layer-by-layer computation)."""
+    are its fast path (``FUSE_CONV_POOL`` in the backend module: True for C;
+    Numba's are correct but slower than its separate layers in a training step,
+    and the NumPy reference stays the plain layer-by-layer computation)."""
     if conv.groups != 1 or pool.padding != (0, 0) or conv.backend != pool.backend:
         return False
     return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
@@ -44,11 +45,9 @@ def fusable(conv, pool) -> bool:
 
 def direct_forward(conv) -> bool:
     """Whether the stage's forward is the direct fused kernel (few taps) rather
-    than im2col + GEMM + pool.  The backend may keep it off
-    (``DIRECT_CONV_POOL``: Numba's direct kernel is slower than its GEMM path)."""
+    than im2col + GEMM + pool."""
     kh, kw = conv.kernel_size
-    return (conv.in_channels * kh * kw <= FUSE_MAX_TAPS
-            and getattr(backends.resolve(conv.backend), "DIRECT_CONV_POOL", True))
+    return conv.in_channels * kh * kw <= FUSE_MAX_TAPS
 
 
 class ConvPoolReLU:
