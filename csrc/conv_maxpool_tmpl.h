@@ -184,6 +184,7 @@ static inline int FN(in_window)(int64_t at, int64_t py, int64_t px, int64_t ow, 
 }
 
 #include "conv_pool_grad_tmpl.h"
+#include "conv_rows_tmpl.h"
 
 /* table[o * tp + t] <- the padded-image value tap t reads for output o (one
  * image's im2col, transposed); then a 1 (tap `taps`: the bias's gradient

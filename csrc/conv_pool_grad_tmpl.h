@@ -139,25 +139,30 @@ static void FN(hwc_patch_rows)(const REAL *restrict xh, REAL *restrict table, in
         }
 }
 
-/* For filter plane (g_plane, ix_plane) of one image: append (g, row) for
- * each pooled element, row = base + (its winner's table row) * tp.  Returns
- * the number appended; counts indices outside their window in *bad. */
-static int64_t FN(winner_rows)(const REAL *restrict g_plane, const int64_t *restrict ix_plane,
-                               const REAL *base, REAL *restrict gs, const REAL **restrict rows,
-                               int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                               int64_t pow_, FN(wide_geom) g, int64_t *bad) {
-    int64_t e = 0;
+/* pos[k] <- the table row (oy*uw + ox) of the winner of pooled element k of
+ * one filter plane, or -1 when its index lies outside its window (counted in
+ * the return value). */
+static inline __attribute__((always_inline)) int64_t FN(winner_positions_body)(
+    const int64_t *restrict ix, int32_t *restrict pos, int64_t ow, int64_t uw, int64_t kh, int64_t kw,
+    int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
+    int64_t bad = 0;
     for (int64_t py = 0; py < poh; ++py)
         for (int64_t px = 0; px < pow_; ++px) {
             int64_t oy, ox;
-            if (!FN(in_window)(ix_plane[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
-                ++*bad;
-                continue;
-            }
-            gs[e] = g_plane[py * pow_ + px];
-            rows[e++] = base + (oy * g.uw + ox) * g.tp;
+            const int ok = FN(in_window)(ix[py * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy, &ox);
+            pos[py * pow_ + px] = ok ? (int32_t)(oy * uw + ox) : -1;
+            bad += !ok;
         }
-    return e;
+    return bad;
+}
+
+/* winner_positions_body with the common 2x2/2 pool as constants. */
+static int64_t FN(winner_positions)(const int64_t *restrict ix, int32_t *restrict pos, int64_t ow, int64_t uw,
+                                    int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
+                                    int64_t pow_) {
+    if (kh == 2 && kw == 2 && psh == 2 && psw == 2)
+        return FN(winner_positions_body)(ix, pos, ow, uw, 2, 2, 2, 2, poh, pow_);
+    return FN(winner_positions_body)(ix, pos, ow, uw, kh, kw, psh, psw, poh, pow_);
 }
 
 /* Weight and bias gradients (see conv_maxpool_bwd_params) for many taps.
@@ -193,7 +198,8 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
         const REAL **rows = malloc(sizeof(REAL *) * f * pooled);
         int64_t *cnt = malloc(sizeof(int64_t) * f);
         REAL *spare = malloc(sizeof(REAL) * WIDE_NB * CONV_VEC); /* the unused half of a pair */
-        const int ok = xh && table && gs && rows && cnt && spare;
+        int32_t *pos = malloc(sizeof(int32_t) * pooled);
+        const int ok = xh && table && gs && rows && cnt && spare && pos;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -208,8 +214,14 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
                 FN(hwc_patch_rows)(xh, table, c, fh, fw, sh, sw, dh, dw, g);
                 for (int64_t fi = 0; fi < f; ++fi) {
                     const int64_t at = (img * f + fi) * pooled;
-                    cnt[fi] = FN(winner_rows)(d_out + at, idx + at, table, gs + fi * pooled,
-                                              rows + fi * pooled, ow, kh, kw, psh, psw, poh, pow_, g, &bad);
+                    bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
+                    int64_t e = fi * pooled;
+                    for (int64_t k = 0; k < pooled; ++k) {
+                        if (pos[k] < 0) continue;
+                        gs[e] = d_out[at + k];
+                        rows[e++] = table + pos[k] * g.tp;
+                    }
+                    cnt[fi] = e - fi * pooled;
                 }
                 for (int64_t k0 = 0; k0 < g.nb; k0 += WIDE_NB)
                     for (int64_t fi = 0; fi < f; fi += 2) {
@@ -229,6 +241,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
         free(rows);
         free(cnt);
         free(spare);
+        free(pos);
     }
     if (!failed) {
         for (int64_t blk = 0; blk < blocks; ++blk)
@@ -286,7 +299,8 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
         REAL *gs = malloc(sizeof(REAL) * f * pooled);
         const REAL **rows = malloc(sizeof(REAL *) * f * pooled);
         REAL *spare = malloc(sizeof(REAL) * WIDE_NB * CONV_VEC); /* the unused half of a pair */
-        const int ok = dxh && dtab && start && fill && gs && rows && spare;
+        int32_t *pos = malloc(sizeof(int32_t) * f * pooled);
+        const int ok = dxh && dtab && start && fill && gs && rows && spare && pos;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -299,29 +313,20 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
             /* bucket the winners by output position (a stable counting sort) */
             for (int64_t r = 0; r <= positions; ++r) start[r] = 0;
             for (int64_t fi = 0; fi < f; ++fi)
-                for (int64_t py = 0; py < poh; ++py)
-                    for (int64_t px = 0; px < pow_; ++px) {
-                        int64_t oy, ox;
-                        if (FN(in_window)(ii[(fi * poh + py) * pow_ + px], py, px, ow, kh, kw, psh, psw, &oy,
-                                          &ox))
-                            ++start[oy * g.uw + ox + 1];
-                        else
-                            ++bad;
-                    }
+                bad += FN(winner_positions)(ii + fi * pooled, pos + fi * pooled, ow, g.uw, kh, kw, psh, psw,
+                                            poh, pow_);
+            for (int64_t k = 0; k < f * pooled; ++k) start[pos[k] + 1] += pos[k] >= 0;
             for (int64_t r = 0; r < positions; ++r) {
                 start[r + 1] += start[r];
                 fill[r] = start[r];
             }
             for (int64_t fi = 0; fi < f; ++fi)
-                for (int64_t py = 0; py < poh; ++py)
-                    for (int64_t px = 0; px < pow_; ++px) {
-                        const int64_t k = (fi * poh + py) * pow_ + px;
-                        int64_t oy, ox;
-                        if (!FN(in_window)(ii[k], py, px, ow, kh, kw, psh, psw, &oy, &ox)) continue;
-                        const int64_t e = fill[oy * g.uw + ox]++;
-                        gs[e] = gi[k];
-                        rows[e] = wperm + fi * g.tp;
-                    }
+                for (int64_t k = fi * pooled; k < (fi + 1) * pooled; ++k) {
+                    if (pos[k] < 0) continue;
+                    const int64_t e = fill[pos[k]]++;
+                    gs[e] = gi[k];
+                    rows[e] = wperm + fi * g.tp;
+                }
             /* tap slice by tap slice (the filters' slice stays in L1), each
              * position's patch gradient: the sum over its bucket */
             for (int64_t k0 = 0; k0 < g.nb; k0 += WIDE_NB)
@@ -360,6 +365,7 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
         free(gs);
         free(rows);
         free(spare);
+        free(pos);
     }
     free(wperm);
     if (failed) return FC_ERR_NOMEM;

@@ -130,6 +130,20 @@ int fc_conv_maxpool_bwd_input_f64(const double *d_out, const int64_t *idx, const
                                   int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                                   int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
                                   int64_t psw, int64_t poh, int64_t pow_);
+/* Forward of a many-tap convolution + max pool as im2row, a GEMM (in
+ * Python) and a pool over its (position, filter) rows (csrc/conv_rows_tmpl.h). */
+int fc_im2row_f32(const float *x, float *rows, int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
+                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                  int64_t oh, int64_t ow, int64_t uh, int64_t uw);
+int fc_im2row_f64(const double *x, double *rows, int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
+                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                  int64_t oh, int64_t ow, int64_t uh, int64_t uw);
+int fc_rows_maxpool_f32(const float *y, const float *bias, float *out, int64_t *idx, int64_t n, int64_t f,
+                        int64_t oh, int64_t ow, int64_t uh, int64_t uw, int64_t kh, int64_t kw, int64_t psh,
+                        int64_t psw, int64_t poh, int64_t pow_);
+int fc_rows_maxpool_f64(const double *y, const double *bias, double *out, int64_t *idx, int64_t n, int64_t f,
+                        int64_t oh, int64_t ow, int64_t uh, int64_t uw, int64_t kh, int64_t kw, int64_t psh,
+                        int64_t psw, int64_t poh, int64_t pow_);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

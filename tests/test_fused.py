@@ -105,6 +105,31 @@ def test_conv2d_maxpool_random_shapes(n, c, h, w, f, k, s, p, pk, seed):
             np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
 
 
+@pytest.mark.parametrize("channels", [1, 6])  # the direct kernel; im2row + GEMM + row pool (C)
+def test_conv2d_maxpool_ties_and_nan(backend, channels):
+    """Blank regions give equal outputs (the first in the window wins) and a
+    NaN input wins every window that reads it, as max_pool2d of the conv."""
+    x, w, b = _data((2, channels, 10, 9), 3, 3, np.float64)
+    x[:, :, :6] = 0  # every window here sees bias + 0: ties
+    x[1, 0, 8, 4] = np.nan
+    conv, ref_out, ref_idx = _oracle(x, w, b, 1, 0, 1, 2, None)
+    out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(out, ref_out, **TOL[np.float64])  # NaN == NaN here
+    assert np.isnan(out[1]).any()
+
+
+def test_conv2d_maxpool_in_chunks_of_images(backend, monkeypatch):
+    """A small im2row budget runs the GEMM path image by image: same result."""
+    from fastconv.functional import conv as conv_module
+    x, w, b = _data((5, 7, 9, 8), 4, 3, np.float32)
+    whole = F.conv2d_maxpool(x, w, b, padding=1, backend=backend)
+    monkeypatch.setattr(conv_module, "MAX_ROW_BYTES", 1)
+    chunked = F.conv2d_maxpool(x, w, b, padding=1, backend=backend)
+    for a, c in zip(whole, chunked):
+        np.testing.assert_array_equal(a, c)
+
+
 def test_conv2d_maxpool_errors(backend):
     x, w, b = _data((2, 1, 8, 8), 3, 3, np.float32)
     with pytest.raises(ValueError, match="expect 1 input channels"):

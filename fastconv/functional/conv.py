@@ -1,13 +1,17 @@
-"""A few-tap convolution fused with the max pool that follows it.
+"""A convolution fused with the max pool that follows it.
 
 When C*KH*KW is small -- a first layer on 1-channel images has 9 -- an im2col
 GEMM has an inner dimension of 9 and the layer is memory bound: its
 full-resolution output is written, read back by the pool, and in backward a
 gradient of that size is scattered and multiplied again.  ``conv2d_maxpool``
-computes each output plane in cache and writes only the pooled result and
-its indices; ``conv2d_maxpool_backward_params`` reads only the pooled
-gradient, at the winners.  CNN runs Conv2D -> ReLU -> MaxPool2D through them
-when the convolution qualifies (see ``CNN._schedule``).
+then computes each output plane in cache and writes only the pooled result
+and its indices.  With more taps it runs im2row + GEMM + a pool over the
+GEMM's rows (C backend), or the direct kernel (others).
+
+The gradients read only the pooled gradient, at the winners
+(``conv2d_maxpool_backward_params`` / ``_input``): a quarter of the
+multiply-adds of dense backward GEMMs for a 2x2 pool.  CNN runs
+Conv2D -> ReLU -> MaxPool2D through them (see ``CNN._schedule``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,14 @@ import numpy as np
 from .. import _checks, backends
 from .im2col import _conv_geometry
 from .pooling import _pool_geometry
+
+
+# C*KH*KW up to which conv2d_maxpool computes the convolution directly (the
+# output plane in registers): a 1-channel 3x3 or 5x5 kernel.  Beyond, where a
+# backend has im2row, im2row + GEMM + pool is faster.
+DIRECT_MAX_TAPS = 25
+# Largest im2row matrix (bytes) built at once; bigger batches run in chunks.
+MAX_ROW_BYTES = 16 * 2**20
 
 
 def _sizes(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
@@ -53,8 +65,32 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
         raise ValueError(f"bias has shape {bias.shape}; the weights have {f} filters, so it must be ({f},)")
     out = np.empty((n, f, poh, pow_), dtype=x.dtype)
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
-    backends.resolve(backend).conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
+    kernels = backends.resolve(backend)
+    if sizes[1] * sizes[5] * sizes[6] > DIRECT_MAX_TAPS and hasattr(kernels, "im2row"):
+        _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes)
+    else:
+        kernels.conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
     return out, indices
+
+
+def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
+    """conv2d_maxpool for many taps: per chunk of images, im2row (only the
+    outputs the pool reads), one GEMM with the weights in the rows' tap order
+    (i, j, ch), then the pool over the GEMM's (position, filter) rows."""
+    n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_ = sizes
+    uh, uw = min(oh, (poh - 1) * psh + kh), min(ow, (pow_ - 1) * psw + kw)
+    taps = c * fh * fw
+    w_perm = np.ascontiguousarray(weights.transpose(0, 2, 3, 1)).reshape(f, taps)
+    chunk = max(1, min(n, MAX_ROW_BYTES // (uh * uw * taps * x.itemsize)))
+    rows = np.empty((chunk * uh * uw, taps), dtype=x.dtype)
+    y = np.empty((chunk * uh * uw, f), dtype=x.dtype)
+    for n0 in range(0, n, chunk):
+        n1 = min(n, n0 + chunk)
+        m = (n1 - n0) * uh * uw
+        kernels.im2row(x[n0:n1], rows[:m], n1 - n0, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw)
+        np.matmul(rows[:m], w_perm.T, out=y[:m])
+        kernels.rows_maxpool(y[:m], bias, out[n0:n1], indices[n0:n1], n1 - n0, f, oh, ow, uh, uw, kh, kw,
+                             psh, psw, poh, pow_)
 
 
 def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, padding=0, dilation=1,

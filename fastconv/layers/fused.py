@@ -4,11 +4,10 @@
 pool has no padding and the backend's fused kernels are its fast path (see
 :func:`fusable`).  Results are the same as running the three layers (tested).
 
-* Forward: a convolution with few taps (``in_channels * KH * KW <=
-  FUSE_MAX_TAPS``: a first layer on 1-channel images) runs through
-  :func:`fastconv.functional.conv2d_maxpool`, so its full-resolution output
-  never reaches memory; a wider one runs Conv2D's im2col + GEMM (on only the
-  input rows and columns the pool reads) and the max pool.
+* Forward: :func:`fastconv.functional.conv2d_maxpool`: a convolution with few
+  taps (a first layer on 1-channel images) computed plane by plane in cache,
+  so its full-resolution output never reaches memory; a wider one as im2row
+  (of only the outputs the pool reads) + GEMM + a pool over the GEMM's rows.
 * Backward: max pool's gradient is nonzero only at the winners, so the
   weight, bias and input gradients come from the pooled gradient and the
   indices (``conv2d_maxpool_backward_params`` / ``_input``): a quarter of the
@@ -27,10 +26,6 @@ import numpy as np
 from .. import _checks, backends
 from .. import functional as F
 
-# in_channels * KH * KW up to which the direct fused forward beats im2col +
-# GEMM: 1-channel 3x3 and 5x5 kernels.
-FUSE_MAX_TAPS = 25
-
 
 def fusable(conv, pool) -> bool:
     """Whether Conv2D ``conv`` followed by MaxPool2D ``pool`` should run as a
@@ -41,13 +36,6 @@ def fusable(conv, pool) -> bool:
     if conv.groups != 1 or pool.padding != (0, 0) or conv.backend != pool.backend:
         return False
     return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
-
-
-def direct_forward(conv) -> bool:
-    """Whether the stage's forward is the direct fused kernel (few taps) rather
-    than im2col + GEMM + pool."""
-    kh, kw = conv.kernel_size
-    return conv.in_channels * kh * kw <= FUSE_MAX_TAPS
 
 
 class ConvPoolReLU:
@@ -68,31 +56,11 @@ class ConvPoolReLU:
 
     def forward(self, x):
         conv = self.conv
-        if direct_forward(conv):
-            x, _, _ = conv._prepare(x)
-            x_shape = x.shape
-            bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
-            pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
-        else:
-            x, x_shape, pooled, indices = self._gemm_forward(x)
-        self._cache = (x, indices, x_shape)
+        x, _, _ = conv._prepare(x)
+        bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
+        pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
+        self._cache = (x, indices)
         return self.relu.forward(pooled)
-
-    def _gemm_forward(self, x):
-        """Conv2D (im2col + GEMM) on the input rows/cols the pool reads, then
-        the pool.  Returns (cropped input, full input shape, pooled, indices)."""
-        x = np.asarray(x)
-        x_shape = x.shape
-        if x.ndim == 4:
-            rows, cols = crop_for_pool(self.conv, self.pool, x.shape)
-            x = x[:, :, :rows, :cols]
-        out = self.conv.forward(x)  # an NCHW view of an (F, N, OH, OW) array
-        x = self.conv._cache[0]  # the (cropped) input as Conv2D checked it
-        self.conv._cache = None  # its column matrix is not needed: drop it now
-        pooled, indices = F.max_pool2d(out.transpose(1, 0, 2, 3), self.pool.pool_size, self.pool.stride,
-                                       backend=self.conv.backend)
-        return (x, x_shape, np.ascontiguousarray(pooled.transpose(1, 0, 2, 3)),
-                np.ascontiguousarray(indices.transpose(1, 0, 2, 3)))
 
     def backward_params_only(self, d_out):
         """The convolution's d_weights and d_bias; no input gradient."""
@@ -102,7 +70,7 @@ class ConvPoolReLU:
         return self._backward(d_out, input_grad=True)
 
     def _backward(self, d_out, input_grad):
-        x, indices, x_shape = self.conv._need_cache(self._cache)
+        x, indices = self.conv._need_cache(self._cache)
         conv = self.conv
         d_pooled = self.relu.backward(d_out)
         d_w, d_b = F.conv2d_maxpool_backward_params(x, d_pooled, indices, conv.weights.shape,
@@ -112,12 +80,7 @@ class ConvPoolReLU:
             conv.d_bias[...] = d_b
         if not input_grad:
             return None
-        d_x = F.conv2d_maxpool_backward_input(d_pooled, indices, conv.weights, x.shape, **self._geometry())
-        if d_x.shape == x_shape:
-            return d_x
-        full = np.zeros(x_shape, dtype=d_x.dtype)  # inputs no kept output read: zero gradient
-        full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
-        return full
+        return F.conv2d_maxpool_backward_input(d_pooled, indices, conv.weights, x.shape, **self._geometry())
 
 
 def unused_tail(conv, pool, out_hw):
