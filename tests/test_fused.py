@@ -120,14 +120,15 @@ def test_conv2d_maxpool_ties_and_nan(backend, channels):
 
 
 def test_conv2d_maxpool_in_chunks_of_images(backend, monkeypatch):
-    """A small im2row budget runs the GEMM path image by image: same result."""
+    """A small im2row budget runs the GEMM path image by image: the same
+    winners, and outputs equal up to the GEMM's rounding (BLAS blocks by size)."""
     from fastconv.functional import conv as conv_module
     x, w, b = _data((5, 7, 9, 8), 4, 3, np.float32)
     whole = F.conv2d_maxpool(x, w, b, padding=1, backend=backend)
     monkeypatch.setattr(conv_module, "MAX_ROW_BYTES", 1)
     chunked = F.conv2d_maxpool(x, w, b, padding=1, backend=backend)
-    for a, c in zip(whole, chunked):
-        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    np.testing.assert_allclose(whole[0], chunked[0], **TOL[np.float32])
 
 
 def test_conv2d_maxpool_errors(backend):
