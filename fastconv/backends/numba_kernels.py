@@ -452,6 +452,57 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
     maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
 
 
+@njit
+def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
+    """rows (N*UH*UW, C*FH*FW) <- the patches of the outputs (UH, UW) a pool
+    reads, taps ordered (i, j, ch), from a zero-padded (HP, WP, C) copy of
+    each image (see csrc/conv_rows_tmpl.h)."""
+    taps = c * fh * fw
+    hp, wp = h + 2 * ph, w + 2 * pw
+    rf = rows.reshape(-1)
+    uc = uint64(c)
+    for img in prange(n):
+        xh = np.zeros(hp * wp * c, dtype=x.dtype)
+        for ch in range(c):
+            for y in range(h):
+                base = uint64(((y + ph) * wp + pw) * c + ch)
+                for x0 in range(uint64(w)):
+                    xh[base + x0 * uc] = x[img, ch, y, x0]
+        for oy in range(uh):
+            for ox in range(uw):
+                row = uint64(((img * uh + oy) * uw + ox) * taps)
+                for i in range(fh):
+                    for j in range(fw):
+                        src = uint64(((oy * sh + i * dh) * wp + ox * sw + j * dw) * c)
+                        dst = row + uint64((i * fw + j) * c)
+                        for ch in range(uc):
+                            rf[dst + ch] = xh[src + ch]
+
+
+@njit
+def rows_maxpool(y, bias, out, idx, n, f, oh, ow, uh, uw, kh, kw, psh, psw, poh, pow_):
+    """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
+    GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output (as C)."""
+    yf = y.reshape(-1)
+    for img in prange(n):
+        best = np.empty(f, dtype=y.dtype)
+        at = np.empty(f, dtype=np.int64)
+        for py in range(poh):
+            for px in range(pow_):
+                for i in range(kh):
+                    for j in range(kw):
+                        oy, ox = py * psh + i, px * psw + j
+                        base = uint64(((img * uh + oy) * uw + ox) * f)
+                        for fi in range(f):
+                            v = yf[base + uint64(fi)] + bias[fi]
+                            if (i == 0 and j == 0) or _beats(v, best[fi]):
+                                best[fi] = v
+                                at[fi] = oy * ow + ox
+                for fi in range(f):
+                    out[img, fi, py, px] = best[fi]
+                    idx[img, fi, py, px] = at[fi]
+
+
 @njit_serial
 def _window_pos(at, py, px, ow, kh, kw, psh, psw):
     """(row, column) of plane index ``at`` in the conv output, or (-1, -1) if
