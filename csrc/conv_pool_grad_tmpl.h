@@ -11,7 +11,8 @@
  *     d_w[f]      += g * patch(o)   (the inputs under o, and a 1 for the bias)
  *     d_patch(o)  += g * w[f]       (scattered back onto the input: col2im)
  * 4x fewer multiply-adds than the GEMMs for a 2x2/2 pool, in cache-sized
- * pieces, and the dense d_conv is never written.
+ * pieces, and the dense d_conv is never written.  Zero gradients are skipped
+ * (they add nothing): a ReLU after the pool zeroes about half of them.
  *
  * Layout: each image is transposed into a zero-padded (HP, WP, C) scratch,
  * so a patch is FH*FW runs of C contiguous values, taps ordered (i, j, ch);
@@ -217,7 +218,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
                     bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
                     int64_t e = fi * pooled;
                     for (int64_t k = 0; k < pooled; ++k) {
-                        if (pos[k] < 0) continue;
+                        if (pos[k] < 0 || d_out[at + k] == 0) continue; /* a zero adds nothing */
                         gs[e] = d_out[at + k];
                         rows[e++] = table + pos[k] * g.tp;
                     }
@@ -315,7 +316,10 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
             for (int64_t fi = 0; fi < f; ++fi)
                 bad += FN(winner_positions)(ii + fi * pooled, pos + fi * pooled, ow, g.uw, kh, kw, psh, psw,
                                             poh, pow_);
-            for (int64_t k = 0; k < f * pooled; ++k) start[pos[k] + 1] += pos[k] >= 0;
+            for (int64_t k = 0; k < f * pooled; ++k) {
+                if (gi[k] == 0) pos[k] = -1; /* a zero gradient (a ReLU's dead unit) adds nothing */
+                start[pos[k] + 1] += pos[k] >= 0;
+            }
             for (int64_t r = 0; r < positions; ++r) {
                 start[r + 1] += start[r];
                 fill[r] = start[r];
