@@ -561,6 +561,8 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                             bad[blk] += 1
                             continue
                         g = d_out[img, fi, py, px]
+                        if g == 0:
+                            continue  # adds nothing (a ReLU's dead unit)
                         for t in range(taps + 1):
                             loc[t] += g * table[at, t]
                 for t in range(taps + 1):
@@ -612,6 +614,9 @@ def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, p
                     rows[k] = oy * uw + ox if oy >= 0 else -1
                     if oy < 0:
                         bad[img] += 1
+                        continue
+                    if d_out[img, fi, py, px] == 0:
+                        rows[k] = -1  # adds nothing (a ReLU's dead unit)
                         continue
                     start[rows[k] + 1] += 1
         for r in range(positions):
