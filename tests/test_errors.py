@@ -86,3 +86,7 @@ def test_bad_out_buffer(backend):
         fastconv.im2col(X, 3, 3, out=np.empty((72, 27), np.float32).T, backend=backend)
     with pytest.raises(ValueError, match=r"expected shape \(2, 3, 8, 8\)"):
         fastconv.col2im(np.zeros((27, 72), np.float32), X.shape, 3, 3, out=np.empty((2, 3, 8, 7), np.float32), backend=backend)
+    pooled, idx = fastconv.functional.max_pool2d(X, 2, backend=backend)
+    with pytest.raises(ValueError, match=r"expected shape \(2, 3, 8, 8\)"):
+        fastconv.functional.max_pool2d_backward(pooled, idx, X.shape, out=np.empty((2, 3, 8, 7), np.float32),
+                                                backend=backend)

@@ -38,6 +38,9 @@ def test_max_pool_forward_and_backward(backend, dtype, shape, k, s, p):
                  naive.max_pool2d_backward(d_out, ref_idx, x.shape))
     assert_close(F.max_unpool2d(d_out, idx, x.shape, backend=backend),
                  naive.max_unpool2d(d_out, ref_idx, x.shape))
+    buf = np.full(x.shape, np.nan, dtype=dtype)  # out= is overwritten, not added to
+    assert F.max_pool2d_backward(d_out, idx, x.shape, out=buf, backend=backend) is buf
+    assert_close(buf, naive.max_pool2d_backward(d_out, ref_idx, x.shape))
 
 
 def test_ties_go_to_first_in_row_major_order(backend, dtype):

@@ -58,9 +58,12 @@ def _indices_for(d_out, indices, name):
     return np.ascontiguousarray(indices, dtype=np.int64)
 
 
-def _run_scatter(kernel_name, values, indices, out_shape, backend):
+def _run_scatter(kernel_name, values, indices, out_shape, backend, out=None):
     n, c, h, w = out_shape
-    out = np.empty(out_shape, dtype=values.dtype)
+    if out is None:
+        out = np.empty(out_shape, dtype=values.dtype)
+    else:
+        out = _checks.out_array(out, tuple(out_shape), values.dtype)
     try:
         getattr(backends.resolve(backend), kernel_name)(values, indices, out, n, c, h, w, *values.shape[2:])
     except IndexError as exc:
@@ -86,12 +89,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None):
     return out, indices
 
 
-def max_pool2d_backward(d_out, indices, input_shape, *, backend=None):
+def max_pool2d_backward(d_out, indices, input_shape, *, out=None, backend=None):
     """Route each upstream gradient to its window's winner; where windows
-    overlap (stride < kernel) the contributions add.  Returns d_x."""
+    overlap (stride < kernel) the contributions add.  Returns d_x.
+    out: optional preallocated d_x (C-contiguous, overwritten)."""
     d_out, input_shape = _grad_and_shape(d_out, input_shape)
     indices = _indices_for(d_out, indices, "d_out")
-    return _run_scatter("maxpool_bwd", d_out, indices, input_shape, backend)
+    return _run_scatter("maxpool_bwd", d_out, indices, input_shape, backend, out)
 
 
 def max_unpool2d(x, indices, output_shape, *, backend=None):
