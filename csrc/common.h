@@ -58,6 +58,12 @@ static inline int64_t *fc_window_ranges(int64_t h, int64_t w, int64_t kh, int64_
     return r;
 }
 
+/* malloc for scratch read as 64-byte vector blocks: starts on a cache line
+ * (rows of whole blocks then never straddle two lines); free() releases it. */
+static inline void *fc_alloc_lines(size_t bytes) {
+    return aligned_alloc(64, (bytes + 63) / 64 * 64);
+}
+
 /* Row primitives: d[k] = s[k] / d[k] += s[k] for k < n, left to the
  * compiler's vectoriser.  (AVX-512 masked tails were tried: masked stores
  * made col2im 2x slower on this machine's AMD cores.) */

@@ -148,7 +148,7 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
 #pragma omp parallel num_threads(fc_nthreads)
     {
         REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
-        REAL *plane = malloc(sizeof(REAL) * oh * s.owp);
+        REAL *plane = fc_alloc_lines(sizeof(REAL) * oh * s.owp);
         if (xp == NULL || plane == NULL) {
 #pragma omp atomic write
             failed = 1;
@@ -208,47 +208,50 @@ static void FN(patch_table)(const REAL *restrict xp, REAL *restrict table, int64
 }
 
 /* acc[t] += sum over the pooled elements of one filter plane (g, ix) of
- * g * table[winner][t], t <= taps (the last is the bias).  Returns the
- * number of bad indices. */
+ * g * table[winner][t], t <= taps (the last is the bias), for rows of nb <= 2
+ * blocks.  Two elements per step into two sets of accumulators: one chain
+ * of multiply-adds waits on its latency.  pos is scratch for the plane's
+ * winner rows.  Returns the number of bad indices. */
 static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
-    const REAL *restrict table, const REAL *restrict g, const int64_t *restrict ix,
-    double *restrict acc, FN(vblock) *restrict parts, int64_t taps, int64_t nb, int64_t ow, int64_t kh,
-    int64_t kw, int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
-    const int64_t tp = nb * CONV_VEC;
-    int64_t bad = 0;
-    FN(vblock) one = {0}; /* the single-block case stays in a register */
-    for (int64_t k = 0; k < nb; ++k) parts[k] = (FN(vblock)){0};
-    for (int64_t py = 0; py < poh; ++py) {
-        for (int64_t px = 0; px < pow_; ++px) {
-            const REAL gv = g[py * pow_ + px];
-            const int64_t at = ix[py * pow_ + px];
-            int64_t oy, ox;
-            if (!FN(in_window)(at, py, px, ow, kh, kw, psh, psw, &oy, &ox)) {
-                ++bad;
-                continue;
-            }
-            const REAL *row = table + at * tp;
-            if (nb == 1) {
-                one += gv * *(const FN(vblock) *)row;
-            } else {
-                for (int64_t k = 0; k < nb; ++k) parts[k] += gv * *(const FN(vblock) *)(row + k * CONV_VEC);
-            }
+    const REAL *restrict table, const REAL *restrict g, const int64_t *restrict ix, int32_t *restrict pos,
+    double *restrict acc, int64_t taps, const int64_t nb, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
+    int64_t psw, int64_t poh, int64_t pow_) {
+    const int64_t tp = nb * CONV_VEC, pooled = poh * pow_;
+    const int64_t bad = FN(winner_positions)(ix, pos, ow, ow, kh, kw, psh, psw, poh, pow_);
+    FN(vblock) a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+    int64_t k = 0;
+    for (; k + 1 < pooled; k += 2) {
+        const int32_t p0 = pos[k], p1 = pos[k + 1];
+        const REAL g0 = p0 >= 0 ? g[k] : 0, g1 = p1 >= 0 ? g[k + 1] : 0; /* a bad index adds nothing */
+        const FN(vblock) *r0 = (const FN(vblock) *)(table + (p0 >= 0 ? p0 : 0) * tp);
+        const FN(vblock) *r1 = (const FN(vblock) *)(table + (p1 >= 0 ? p1 : 0) * tp);
+        a0 += g0 * r0[0];
+        b0 += g1 * r1[0];
+        if (nb == 2) {
+            a1 += g0 * r0[1];
+            b1 += g1 * r1[1];
         }
     }
-    if (nb == 1) parts[0] = one;
-    for (int64_t t = 0; t <= taps; ++t) acc[t] += parts[t / CONV_VEC][t % CONV_VEC];
+    if (k < pooled && pos[k] >= 0) {
+        const FN(vblock) *r0 = (const FN(vblock) *)(table + pos[k] * tp);
+        a0 += g[k] * r0[0];
+        if (nb == 2) a1 += g[k] * r0[1];
+    }
+    const FN(vblock) s0 = a0 + b0, s1 = a1 + b1;
+    for (int64_t t = 0; t <= taps; ++t) acc[t] += t < CONV_VEC ? s0[t] : s1[t - CONV_VEC];
     return bad;
 }
 
-/* pooled_grad_body with the common case (one block of taps, 2x2/2 pool) as
- * constants: the winner's row is one comparison. */
+/* pooled_grad_body with the block count and the common 2x2/2 pool as constants. */
 static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict g,
-                               const int64_t *restrict ix, double *restrict acc, FN(vblock) *restrict parts,
+                               const int64_t *restrict ix, int32_t *restrict pos, double *restrict acc,
                                int64_t taps, int64_t nb, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
                                int64_t psw, int64_t poh, int64_t pow_) {
-    if (nb == 1 && kh == 2 && kw == 2 && psh == 2 && psw == 2)
-        return FN(pooled_grad_body)(table, g, ix, acc, parts, taps, 1, ow, 2, 2, 2, 2, poh, pow_);
-    return FN(pooled_grad_body)(table, g, ix, acc, parts, taps, nb, ow, kh, kw, psh, psw, poh, pow_);
+    if (kh == 2 && kw == 2 && psh == 2 && psw == 2)
+        return nb == 1 ? FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 1, ow, 2, 2, 2, 2, poh, pow_)
+                       : FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 2, ow, 2, 2, 2, 2, poh, pow_);
+    return nb == 1 ? FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 1, ow, kh, kw, psh, psw, poh, pow_)
+                   : FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 2, ow, kh, kw, psh, psw, poh, pow_);
 }
 
 /* Weight and bias gradients of conv_maxpool from the pooled gradient d_out
@@ -288,9 +291,9 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
 #pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
     {
         REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
-        REAL *table = malloc(sizeof(REAL) * oh * ow * nb * CONV_VEC);
-        FN(vblock) *parts = malloc(sizeof(FN(vblock)) * nb);
-        const int ok = xp && table && parts;
+        REAL *table = fc_alloc_lines(sizeof(REAL) * oh * ow * nb * CONV_VEC);
+        int32_t *pos = malloc(sizeof(int32_t) * pooled);
+        const int ok = xp && table && pos;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -304,14 +307,14 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
                 FN(patch_table)(xp, table, c, fh, fw, sh, sw, dh, dw, oh, ow, nb * CONV_VEC, s);
                 for (int64_t fi = 0; fi < f; ++fi) {
                     const int64_t at = (img * f + fi) * pooled;
-                    bad += FN(pooled_grad)(table, d_out + at, idx + at, part + (blk * f + fi) * stride,
-                                           parts, taps, nb, ow, kh, kw, psh, psw, poh, pow_);
+                    bad += FN(pooled_grad)(table, d_out + at, idx + at, pos, part + (blk * f + fi) * stride,
+                                           taps, nb, ow, kh, kw, psh, psw, poh, pow_);
                 }
             }
         }
         free(xp);
         free(table);
-        free(parts);
+        free(pos);
     }
     if (!failed) {
         for (int64_t fi = 0; fi < f; ++fi) {

@@ -182,7 +182,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, ft = f * g.tp;
     const int64_t blocks = (n + FC_WIDE_BLOCK - 1) / FC_WIDE_BLOCK;
-    REAL *part = malloc(sizeof(REAL) * blocks * ft); /* per block, per filter: taps (i, j, ch), bias */
+    REAL *part = fc_alloc_lines(sizeof(REAL) * blocks * ft); /* per block, per filter: taps (i, j, ch), bias */
     double *sum = calloc(ft, sizeof(double));
     if (part == NULL || sum == NULL) {
         free(part);
@@ -194,7 +194,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
 #pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
     {
         REAL *xh = malloc(sizeof(REAL) * g.hp * g.wp * c);
-        REAL *table = malloc(sizeof(REAL) * g.uh * g.uw * g.tp);
+        REAL *table = fc_alloc_lines(sizeof(REAL) * g.uh * g.uw * g.tp);
         REAL *gs = malloc(sizeof(REAL) * f * pooled);
         const REAL **rows = malloc(sizeof(REAL *) * f * pooled);
         int64_t *cnt = malloc(sizeof(int64_t) * f);
@@ -280,7 +280,7 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
         return FC_ERR_SIZE;
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, positions = g.uh * g.uw;
-    REAL *wperm = malloc(sizeof(REAL) * f * g.tp); /* filter rows, taps (i, j, ch), zero tail */
+    REAL *wperm = fc_alloc_lines(sizeof(REAL) * f * g.tp); /* filter rows, taps (i, j, ch), zero tail */
     if (wperm == NULL) return FC_ERR_NOMEM;
     for (int64_t fi = 0; fi < f; ++fi) {
         for (int64_t ch = 0; ch < c; ++ch)
@@ -294,7 +294,7 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
 #pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
     {
         REAL *dxh = malloc(sizeof(REAL) * g.hp * g.wp * c);
-        REAL *dtab = malloc(sizeof(REAL) * positions * g.tp); /* patch gradients, one row per position */
+        REAL *dtab = fc_alloc_lines(sizeof(REAL) * positions * g.tp); /* patch gradients, one row per position */
         int64_t *start = malloc(sizeof(int64_t) * (positions + 1));
         int64_t *fill = malloc(sizeof(int64_t) * positions);
         REAL *gs = malloc(sizeof(REAL) * f * pooled);
