@@ -4,7 +4,9 @@
 
 Rows are grouped by benchmark group (operation x shape); each implementation's
 median is shown with its ratio to the NumPy reference, to PyTorch and to the
-np.copyto roofline of the same group, all from the same run.
+np.copyto roofline of the same group, all from the same run.  A benchmark
+that times several implementations in turn (extra_info["medians"]) gives one
+row per implementation.
 """
 from __future__ import annotations
 
@@ -21,7 +23,11 @@ def load(path: Path) -> dict[str, dict[str, float]]:
     data = json.loads(Path(path).read_text())
     groups: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
-        impl = bench.get("extra_info", {}).get("impl") or bench["param"]
+        info = bench.get("extra_info", {})
+        if "medians" in info:  # one benchmark timing several implementations in turn
+            groups[bench["group"]].update(info["medians"])
+            continue
+        impl = info.get("impl") or bench["param"]
         groups[bench["group"]][impl] = bench["stats"]["median"]
     return dict(groups)
 
