@@ -168,10 +168,15 @@ static int64_t FN(winner_positions)(const int64_t *restrict ix, int32_t *restric
 
 /* Weight and bias gradients (see conv_maxpool_bwd_params) for many taps.
  * A task is a fixed block of FC_WIDE_BLOCK images with its own partial sums
- * (the blocks' sums are added in block order at the end, in double), so the
- * result does not depend on the thread count.  Per image: its patch table,
+ * (the blocks' sums are added in block order, in double, a wave of
+ * FC_WIDE_WAVE blocks at a time), so the result does not depend on the
+ * thread count.  Per image: its patch table,
  * each filter's winners, then tap slice by tap slice every filter's sum. */
 #define FC_WIDE_BLOCK 4
+/* Blocks whose partial sums are held at once (then added to the running sum
+ * in block order): bounds the scratch for any batch size, and is a constant,
+ * so the result does not depend on the thread count. */
+#define FC_WIDE_WAVE 64
 static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *restrict d_out,
                                             const int64_t *restrict idx, REAL *restrict d_w,
                                             REAL *restrict d_b, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -182,7 +187,8 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, ft = f * g.tp;
     const int64_t blocks = (n + FC_WIDE_BLOCK - 1) / FC_WIDE_BLOCK;
-    REAL *part = fc_alloc_lines(sizeof(REAL) * blocks * ft); /* per block, per filter: taps (i, j, ch), bias */
+    const int64_t wave = blocks < FC_WIDE_WAVE ? blocks : FC_WIDE_WAVE;
+    REAL *part = fc_alloc_lines(sizeof(REAL) * wave * ft); /* per block, per filter: taps (i, j, ch), bias */
     double *sum = calloc(ft, sizeof(double));
     if (part == NULL || sum == NULL) {
         free(part);
@@ -205,36 +211,45 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
 #pragma omp atomic write
             failed = 1;
         }
+        for (int64_t b0 = 0; b0 < blocks; b0 += wave) {
+            const int64_t b1 = b0 + wave < blocks ? b0 + wave : blocks;
 #pragma omp for schedule(static)
-        for (int64_t blk = 0; blk < blocks; ++blk) {
-            if (!ok) continue;
-            const int64_t i0 = blk * FC_WIDE_BLOCK, i1 = i0 + FC_WIDE_BLOCK < n ? i0 + FC_WIDE_BLOCK : n;
-            REAL *pb = part + blk * ft;
-            for (int64_t img = i0; img < i1; ++img) {
-                FN(hwc_pad)(x + img * c * h * w, xh, c, h, w, ph, pw, g);
-                FN(hwc_patch_rows)(xh, table, c, fh, fw, sh, sw, dh, dw, g);
-                for (int64_t fi = 0; fi < f; ++fi) {
-                    const int64_t at = (img * f + fi) * pooled;
-                    bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
-                    int64_t e = fi * pooled;
-                    for (int64_t k = 0; k < pooled; ++k) {
-                        if (pos[k] < 0 || d_out[at + k] == 0) continue; /* a zero adds nothing */
-                        gs[e] = d_out[at + k];
-                        rows[e++] = table + pos[k] * g.tp;
+            for (int64_t blk = b0; blk < b1; ++blk) {
+                if (!ok) continue;
+                const int64_t i0 = blk * FC_WIDE_BLOCK, i1 = i0 + FC_WIDE_BLOCK < n ? i0 + FC_WIDE_BLOCK : n;
+                REAL *pb = part + (blk - b0) * ft;
+                for (int64_t img = i0; img < i1; ++img) {
+                    FN(hwc_pad)(x + img * c * h * w, xh, c, h, w, ph, pw, g);
+                    FN(hwc_patch_rows)(xh, table, c, fh, fw, sh, sw, dh, dw, g);
+                    for (int64_t fi = 0; fi < f; ++fi) {
+                        const int64_t at = (img * f + fi) * pooled;
+                        bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
+                        int64_t e = fi * pooled;
+                        for (int64_t k = 0; k < pooled; ++k) {
+                            if (pos[k] < 0 || d_out[at + k] == 0) continue; /* a zero adds nothing */
+                            gs[e] = d_out[at + k];
+                            rows[e++] = table + pos[k] * g.tp;
+                        }
+                        cnt[fi] = e - fi * pooled;
                     }
-                    cnt[fi] = e - fi * pooled;
+                    for (int64_t k0 = 0; k0 < g.nb; k0 += WIDE_NB)
+                        for (int64_t fi = 0; fi < f; fi += 2) {
+                            const int64_t fj = fi + 1 < f ? fi + 1 : fi; /* an odd last filter pairs with itself */
+                            FN(row_sum) p = {pb + fi * g.tp + k0 * CONV_VEC, gs + fi * pooled, rows + fi * pooled,
+                                             cnt[fi]};
+                            FN(row_sum) q = {pb + fj * g.tp + k0 * CONV_VEC, gs + fj * pooled, rows + fj * pooled,
+                                             fj > fi ? cnt[fj] : 0};
+                            if (fj == fi) q.dst = spare;
+                            FN(sum_rows)(p, q, k0, g.nb, img > i0);
+                        }
                 }
-                for (int64_t k0 = 0; k0 < g.nb; k0 += WIDE_NB)
-                    for (int64_t fi = 0; fi < f; fi += 2) {
-                        const int64_t fj = fi + 1 < f ? fi + 1 : fi; /* an odd last filter pairs with itself */
-                        FN(row_sum) p = {pb + fi * g.tp + k0 * CONV_VEC, gs + fi * pooled, rows + fi * pooled,
-                                         cnt[fi]};
-                        FN(row_sum) q = {pb + fj * g.tp + k0 * CONV_VEC, gs + fj * pooled, rows + fj * pooled,
-                                         fj > fi ? cnt[fj] : 0};
-                        if (fj == fi) q.dst = spare;
-                        FN(sum_rows)(p, q, k0, g.nb, img > i0);
-                    }
             }
+            /* the wave's blocks into the running sum, in block order (after
+             * the loop's barrier; the single's barrier ends the wave) */
+#pragma omp single
+            if (!failed)
+                for (int64_t blk = b0; blk < b1; ++blk)
+                    for (int64_t t = 0; t < ft; ++t) sum[t] += part[(blk - b0) * ft + t];
         }
         free(xh);
         free(table);
@@ -245,8 +260,6 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
         free(pos);
     }
     if (!failed) {
-        for (int64_t blk = 0; blk < blocks; ++blk)
-            for (int64_t t = 0; t < ft; ++t) sum[t] += part[blk * ft + t];
         for (int64_t fi = 0; fi < f; ++fi) {
             for (int64_t ch = 0; ch < c; ++ch)
                 for (int64_t i = 0; i < fh; ++i)
@@ -261,6 +274,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
     return bad ? FC_ERR_INDEX : FC_OK;
 }
 #undef FC_WIDE_BLOCK
+#undef FC_WIDE_WAVE
 
 /* d_x (N, C, H, W) <- the input gradient of conv_maxpool from the pooled
  * gradient d_out and indices (N, F, PH, PW) and the weights.  One image per

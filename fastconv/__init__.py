@@ -8,7 +8,10 @@ import os as _os
 # OpenMP threads that busy-wait after a kernel steal the cores BLAS needs
 # for the next GEMM (and the reverse): measured 61 ms -> 22 ms per training
 # step of the seed network on 2 cores.  Must be set before libgomp loads.
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+# True when this import set OMP_WAIT_POLICY (a child process that should run
+# with the user's own environment, bench/torch_worker.py, drops it again).
+_omp_policy_set = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
+if _omp_policy_set:
     from ._threads import openmp_already_loaded as _openmp_already_loaded
 
     if _openmp_already_loaded():

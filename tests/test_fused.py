@@ -131,6 +131,18 @@ def test_conv2d_maxpool_in_chunks_of_images(backend, monkeypatch):
     np.testing.assert_allclose(whole[0], chunked[0], **TOL[np.float32])
 
 
+@pytest.mark.parametrize("channels", [1, 6])
+def test_conv2d_maxpool_weight_gradient_of_a_large_batch(backend, channels):
+    """More images than one wave of partial sums (64 blocks of 4): the waves
+    add up to the reference's sum."""
+    x, w, b = _data((301, channels, 6, 7), 3, 3, np.float64)
+    out, idx = F.conv2d_maxpool(x, w, b, backend=backend)
+    g = np.random.default_rng(3).standard_normal(out.shape)
+    ref = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, backend="numpy")
+    for mine, theirs in zip(F.conv2d_maxpool_backward_params(x, g, idx, w.shape, backend=backend), ref):
+        np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
+
+
 def test_conv2d_maxpool_errors(backend):
     x, w, b = _data((2, 1, 8, 8), 3, 3, np.float32)
     with pytest.raises(ValueError, match="expect 1 input channels"):

@@ -521,6 +521,7 @@ def _window_pos(at, py, px, ow, kh, kw, psh, psw):
 
 
 _GRAD_BLOCK = 4  # images per task in conv_maxpool_bwd_params
+_GRAD_WAVE = 64  # blocks whose partial sums are held at once
 
 
 @njit_serial
@@ -542,55 +543,57 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
     tp = taps + 1
     utp = uint64(tp)
     blocks = (n + _GRAD_BLOCK - 1) // _GRAD_BLOCK
-    part = np.zeros((blocks, f, tp))
+    wave = min(blocks, _GRAD_WAVE)
+    part = np.empty((wave, f, tp))  # a wave of blocks' partial sums at a time: bounded memory
+    total = np.zeros((f, tp))
     bad = np.zeros(blocks, dtype=np.int64)
-    for blk in prange(blocks):
-        table = np.zeros(oh * ow * tp, dtype=x.dtype)  # flat (OH*OW, taps + 1); padding taps stay 0
-        table2 = table.reshape(oh * ow, tp)
-        loc = np.empty(tp, dtype=x.dtype)
-        for img in range(blk * _GRAD_BLOCK, min((blk + 1) * _GRAD_BLOCK, n)):
-            for ch in range(c):
-                for i in range(fh):
-                    for j in range(fw):
-                        t = (ch * fh + i) * fw + j
-                        for oy in range(r[i, 0], r[i, 1]):
-                            for ox in range(r[fh + j, 0], r[fh + j, 1]):
-                                table[uint64((oy * ow + ox) * tp + t)] = x[img, ch, oy * sh + i * dh - ph,
-                                                                           ox * sw + j * dw - pw]
-            for o in range(oh * ow):
-                table[uint64(o * tp + taps)] = 1
-            for fi in range(f):
-                loc[:] = 0
-                for py in range(poh):
-                    for px in range(pow_):
-                        at = idx[img, fi, py, px]
-                        if _window_pos(at, py, px, ow, kh, kw, psh, psw)[0] < 0:
-                            bad[blk] += 1
-                            continue
-                        g = d_out[img, fi, py, px]
-                        if g == 0:
-                            continue  # adds nothing (a ReLU's dead unit)
-                        if tp >= 32:  # flat unsigned offsets vectorise (20 % faster here)
-                            row = uint64(at * tp)
-                            for t in range(utp):
-                                loc[t] += g * table[row + t]
-                        else:  # a few taps: the 2-D form ran 20 % faster
-                            for t in range(tp):
-                                loc[t] += g * table2[at, t]
-                for t in range(tp):
-                    part[blk, fi, t] += loc[t]
+    for b0 in range(0, blocks, wave):
+        b1 = min(blocks, b0 + wave)
+        part[:] = 0
+        for blk in prange(b0, b1):
+            table = np.zeros(oh * ow * tp, dtype=x.dtype)  # flat (OH*OW, taps + 1); padding taps stay 0
+            table2 = table.reshape(oh * ow, tp)
+            loc = np.empty(tp, dtype=x.dtype)
+            for img in range(blk * _GRAD_BLOCK, min((blk + 1) * _GRAD_BLOCK, n)):
+                for ch in range(c):
+                    for i in range(fh):
+                        for j in range(fw):
+                            t = (ch * fh + i) * fw + j
+                            for oy in range(r[i, 0], r[i, 1]):
+                                for ox in range(r[fh + j, 0], r[fh + j, 1]):
+                                    table[uint64((oy * ow + ox) * tp + t)] = x[img, ch, oy * sh + i * dh - ph,
+                                                                               ox * sw + j * dw - pw]
+                for o in range(oh * ow):
+                    table[uint64(o * tp + taps)] = 1
+                for fi in range(f):
+                    loc[:] = 0
+                    for py in range(poh):
+                        for px in range(pow_):
+                            at = idx[img, fi, py, px]
+                            if _window_pos(at, py, px, ow, kh, kw, psh, psw)[0] < 0:
+                                bad[blk] += 1
+                                continue
+                            g = d_out[img, fi, py, px]
+                            if g == 0:
+                                continue  # adds nothing (a ReLU's dead unit)
+                            if tp >= 32:  # flat unsigned offsets vectorise (20 % faster here)
+                                row = uint64(at * tp)
+                                for t in range(utp):
+                                    loc[t] += g * table[row + t]
+                            else:  # a few taps: the 2-D form ran 20 % faster
+                                for t in range(tp):
+                                    loc[t] += g * table2[at, t]
+                    for t in range(tp):
+                        part[blk - b0, fi, t] += loc[t]
+        for blk in range(b1 - b0):  # in block order: the same sums at any thread count
+            total += part[blk]
     if bad.sum():
         raise IndexError("an index points outside its pooling window")
     d_wf = d_w.reshape(f, taps)
     for fi in range(f):
-        for t in range(taps + 1):
-            total = 0.0
-            for blk in range(blocks):
-                total += part[blk, fi, t]
-            if t < taps:
-                d_wf[fi, t] = total
-            else:
-                d_b[fi] = total
+        for t in range(taps):
+            d_wf[fi, t] = total[fi, t]
+        d_b[fi] = total[fi, taps]
 
 
 @njit
