@@ -213,16 +213,18 @@ static void FN(patch_table)(const REAL *restrict xp, REAL *restrict table, int64
  * of multiply-adds waits on its latency.  pos is scratch for the plane's
  * winner rows.  Returns the number of bad indices. */
 static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
-    const REAL *restrict table, const REAL *restrict g, const int64_t *restrict ix, int32_t *restrict pos,
-    double *restrict acc, int64_t taps, const int64_t nb, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-    int64_t psw, int64_t poh, int64_t pow_) {
+    const REAL *restrict table, const REAL *restrict g, const REAL *restrict m, int64_t has_mask,
+    const int64_t *restrict ix, int32_t *restrict pos, double *restrict acc, int64_t taps, const int64_t nb,
+    int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
     const int64_t tp = nb * CONV_VEC, pooled = poh * pow_;
     const int64_t bad = FN(winner_positions)(ix, pos, ow, ow, kh, kw, psh, psw, poh, pow_);
     FN(vblock) a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
     int64_t k = 0;
     for (; k + 1 < pooled; k += 2) {
         const int32_t p0 = pos[k], p1 = pos[k + 1];
-        const REAL g0 = p0 >= 0 ? g[k] : 0, g1 = p1 >= 0 ? g[k + 1] : 0; /* a bad index adds nothing */
+        /* a bad index, or a unit the ReLU after the pool zeroed (mask <= 0), adds nothing */
+        const REAL g0 = p0 >= 0 && (!has_mask || m[k] > 0) ? g[k] : 0;
+        const REAL g1 = p1 >= 0 && (!has_mask || m[k + 1] > 0) ? g[k + 1] : 0;
         const FN(vblock) *r0 = (const FN(vblock) *)(table + (p0 >= 0 ? p0 : 0) * tp);
         const FN(vblock) *r1 = (const FN(vblock) *)(table + (p1 >= 0 ? p1 : 0) * tp);
         a0 += g0 * r0[0];
@@ -232,7 +234,7 @@ static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
             b1 += g1 * r1[1];
         }
     }
-    if (k < pooled && pos[k] >= 0) {
+    if (k < pooled && pos[k] >= 0 && (!has_mask || m[k] > 0)) {
         const FN(vblock) *r0 = (const FN(vblock) *)(table + pos[k] * tp);
         a0 += g[k] * r0[0];
         if (nb == 2) a1 += g[k] * r0[1];
@@ -243,15 +245,15 @@ static inline __attribute__((always_inline)) int64_t FN(pooled_grad_body)(
 }
 
 /* pooled_grad_body with the block count and the common 2x2/2 pool as constants. */
-static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict g,
-                               const int64_t *restrict ix, int32_t *restrict pos, double *restrict acc,
-                               int64_t taps, int64_t nb, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                               int64_t psw, int64_t poh, int64_t pow_) {
+static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict g, const REAL *restrict m,
+                               int64_t has_mask, const int64_t *restrict ix, int32_t *restrict pos,
+                               double *restrict acc, int64_t taps, int64_t nb, int64_t ow, int64_t kh, int64_t kw,
+                               int64_t psh, int64_t psw, int64_t poh, int64_t pow_) {
     if (kh == 2 && kw == 2 && psh == 2 && psw == 2)
-        return nb == 1 ? FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 1, ow, 2, 2, 2, 2, poh, pow_)
-                       : FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 2, ow, 2, 2, 2, 2, poh, pow_);
-    return nb == 1 ? FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 1, ow, kh, kw, psh, psw, poh, pow_)
-                   : FN(pooled_grad_body)(table, g, ix, pos, acc, taps, 2, ow, kh, kw, psh, psw, poh, pow_);
+        return nb == 1 ? FN(pooled_grad_body)(table, g, m, has_mask, ix, pos, acc, taps, 1, ow, 2, 2, 2, 2, poh, pow_)
+                       : FN(pooled_grad_body)(table, g, m, has_mask, ix, pos, acc, taps, 2, ow, 2, 2, 2, 2, poh, pow_);
+    return nb == 1 ? FN(pooled_grad_body)(table, g, m, has_mask, ix, pos, acc, taps, 1, ow, kh, kw, psh, psw, poh, pow_)
+                   : FN(pooled_grad_body)(table, g, m, has_mask, ix, pos, acc, taps, 2, ow, kh, kw, psh, psw, poh, pow_);
 }
 
 /* Weight and bias gradients of conv_maxpool from the pooled gradient d_out
@@ -267,13 +269,13 @@ static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict 
  * HWC copy, register-blocked sums) is faster. */
 #define FC_FEW_TAP_BLOCKS 2
 int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict d_out,
-                                   const int64_t *restrict idx, REAL *restrict d_w,
+                                   const REAL *restrict mask, const int64_t *restrict idx, REAL *restrict d_w,
                                    REAL *restrict d_b,
                                    int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
                                    int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
                                    int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                                    int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                                   int64_t pow_) {
+                                   int64_t pow_, int64_t has_mask) {
     if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
                                  poh, pow_))
         return FC_ERR_SIZE;
@@ -281,8 +283,8 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
     const int64_t taps = c * fh * fw, pooled = poh * pow_, stride = taps + 1;
     const int64_t nb = (taps + CONV_VEC) / CONV_VEC; /* vector blocks per output's taps and the 1 */
     if (nb > FC_FEW_TAP_BLOCKS)
-        return FN(conv_maxpool_bwd_params_wide)(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph,
-                                                pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_);
+        return FN(conv_maxpool_bwd_params_wide)(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw,
+                                                ph, pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_, has_mask);
     const int64_t blocks = (n + FC_GRAD_BLOCK - 1) / FC_GRAD_BLOCK;
     double *part = calloc(blocks * f * stride, sizeof(double)); /* per block, per filter: taps, bias */
     if (part == NULL) return FC_ERR_NOMEM;
@@ -307,8 +309,9 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
                 FN(patch_table)(xp, table, c, fh, fw, sh, sw, dh, dw, oh, ow, nb * CONV_VEC, s);
                 for (int64_t fi = 0; fi < f; ++fi) {
                     const int64_t at = (img * f + fi) * pooled;
-                    bad += FN(pooled_grad)(table, d_out + at, idx + at, pos, part + (blk * f + fi) * stride,
-                                           taps, nb, ow, kh, kw, psh, psw, poh, pow_);
+                    bad += FN(pooled_grad)(table, d_out + at, mask + at, has_mask, idx + at, pos,
+                                           part + (blk * f + fi) * stride, taps, nb, ow, kh, kw, psh, psw, poh,
+                                           pow_);
                 }
             }
         }

@@ -178,12 +178,13 @@ static int64_t FN(winner_positions)(const int64_t *restrict ix, int32_t *restric
  * so the result does not depend on the thread count. */
 #define FC_WIDE_WAVE 64
 static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *restrict d_out,
-                                            const int64_t *restrict idx, REAL *restrict d_w,
+                                            const REAL *restrict mask, const int64_t *restrict idx,
+                                            REAL *restrict d_w,
                                             REAL *restrict d_b, int64_t n, int64_t c, int64_t h, int64_t w,
                                             int64_t f, int64_t fh, int64_t fw, int64_t sh, int64_t sw,
                                             int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh,
                                             int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
-                                            int64_t poh, int64_t pow_) {
+                                            int64_t poh, int64_t pow_, int64_t has_mask) {
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, ft = f * g.tp;
     const int64_t blocks = (n + FC_WIDE_BLOCK - 1) / FC_WIDE_BLOCK;
@@ -226,7 +227,8 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
                         bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
                         int64_t e = fi * pooled;
                         for (int64_t k = 0; k < pooled; ++k) {
-                            if (pos[k] < 0 || d_out[at + k] == 0) continue; /* a zero adds nothing */
+                            /* a zero, or a unit the ReLU after the pool zeroed, adds nothing */
+                            if (pos[k] < 0 || d_out[at + k] == 0 || (has_mask && mask[at + k] <= 0)) continue;
                             gs[e] = d_out[at + k];
                             rows[e++] = table + pos[k] * g.tp;
                         }
@@ -282,13 +284,13 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
  * bucketed by output position; each position's patch gradient is the sum of
  * g * (permuted filter row) over its bucket, added onto the padded (HP, WP, C)
  * scratch, which is finally transposed into d_x without its border. */
-int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *restrict idx,
-                                  const REAL *restrict wt, REAL *restrict d_x,
+int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restrict mask,
+                                  const int64_t *restrict idx, const REAL *restrict wt, REAL *restrict d_x,
                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
                                   int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
                                   int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                                  int64_t pow_) {
+                                  int64_t pow_, int64_t has_mask) {
     if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
                                  poh, pow_))
         return FC_ERR_SIZE;
@@ -330,8 +332,10 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const int64_t *res
             for (int64_t fi = 0; fi < f; ++fi)
                 bad += FN(winner_positions)(ii + fi * pooled, pos + fi * pooled, ow, g.uw, kh, kw, psh, psw,
                                             poh, pow_);
+            const REAL *mi = mask + img * f * pooled;
             for (int64_t k = 0; k < f * pooled; ++k) {
-                if (gi[k] == 0) pos[k] = -1; /* a zero gradient (a ReLU's dead unit) adds nothing */
+                /* a zero, or a unit the ReLU after the pool zeroed, adds nothing */
+                if (gi[k] == 0 || (has_mask && mi[k] <= 0)) pos[k] = -1;
                 start[pos[k] + 1] += pos[k] >= 0;
             }
             for (int64_t r = 0; r < positions; ++r) {

@@ -96,40 +96,42 @@ int fc_bn_bwd_reduce_f64(const double *d_out, const double *x, const double *mea
                          double *sum_dy, double *sum_dy_xmu, int64_t n, int64_t c, int64_t s);
 int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *k_dy,
                         const double *k_x, const double *k_0, double *d_x, int64_t n, int64_t c, int64_t s);
-/* A few-tap convolution fused with the max pool after it (csrc/conv_maxpool.c);
- * out, idx and d_out are (N, F, PH, PW), weights (F, C, FH, FW). */
+/* A convolution fused with the max pool after it (csrc/conv_maxpool.c);
+ * out, idx, d_out and mask are (N, F, PH, PW), weights (F, C, FH, FW).  With
+ * has_mask, d_out counts only where mask > 0 (mask: the output of a ReLU
+ * after the pool); mask is not read otherwise. */
 int fc_conv_maxpool_fwd_f32(const float *x, const float *wt, const float *b, float *out, int64_t *idx,
                           int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh, int64_t fw,
                           int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                           int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
                           int64_t poh, int64_t pow_);
-int fc_conv_maxpool_bwd_params_f32(const float *x, const float *d_out, const int64_t *idx, float *d_w,
+int fc_conv_maxpool_bwd_params_f32(const float *x, const float *d_out, const float *mask, const int64_t *idx, float *d_w,
                                   float *d_b, int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                                   int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
-                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_);
+                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
 int fc_conv_maxpool_fwd_f64(const double *x, const double *wt, const double *b, double *out, int64_t *idx,
                           int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh, int64_t fw,
                           int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                           int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
                           int64_t poh, int64_t pow_);
-int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const int64_t *idx, double *d_w,
+int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const double *mask, const int64_t *idx, double *d_w,
                                   double *d_b, int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
                                   int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
-                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_);
+                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
 /* The input gradient of conv_maxpool, from the pooled gradient and indices
  * alone (csrc/conv_pool_grad_tmpl.h); any tap count. */
-int fc_conv_maxpool_bwd_input_f32(const float *d_out, const int64_t *idx, const float *wt, float *d_x,
+int fc_conv_maxpool_bwd_input_f32(const float *d_out, const float *mask, const int64_t *idx, const float *wt, float *d_x,
                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
                                   int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                                   int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                                  int64_t psw, int64_t poh, int64_t pow_);
-int fc_conv_maxpool_bwd_input_f64(const double *d_out, const int64_t *idx, const double *wt, double *d_x,
+                                  int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
+int fc_conv_maxpool_bwd_input_f64(const double *d_out, const double *mask, const int64_t *idx, const double *wt, double *d_x,
                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
                                   int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
                                   int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                                  int64_t psw, int64_t poh, int64_t pow_);
+                                  int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
 /* Forward of a many-tap convolution + max pool as im2row, a GEMM (in
  * Python) and a pool over its (position, filter) rows (csrc/conv_rows_tmpl.h). */
 int fc_im2row_f32(const float *x, float *rows, int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,

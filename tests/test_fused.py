@@ -143,6 +143,31 @@ def test_conv2d_maxpool_weight_gradient_of_a_large_batch(backend, channels):
         np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
 
 
+@pytest.mark.parametrize("channels", [1, 6])
+def test_conv2d_maxpool_with_relu(backend, dtype, channels):
+    """relu=True is the ReLU of the pooled output; relu_out makes the
+    gradients those of d_out * (out > 0), the ReLU's backward."""
+    x, w, b = _data((3, channels, 9, 10), 4, 3, dtype)
+    plain, idx = F.conv2d_maxpool(x, w, b, padding=1, backend=backend)
+    out, idx_relu = F.conv2d_maxpool(x, w, b, padding=1, relu=True, backend=backend)
+    np.testing.assert_array_equal(out, np.maximum(plain, 0))
+    np.testing.assert_array_equal(idx_relu, idx)
+    assert (out == 0).any() and (out > 0).any()
+    g = np.random.default_rng(5).standard_normal(out.shape).astype(dtype)
+    g_relu = g * (out > 0)
+    ref = F.conv2d_maxpool_backward_params(x, g_relu, idx, w.shape, padding=1, backend="numpy")
+    ref += (F.conv2d_maxpool_backward_input(g_relu, idx, w, x.shape, padding=1, backend="numpy"),)
+    got = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, padding=1, relu_out=out, backend=backend)
+    got += (F.conv2d_maxpool_backward_input(g, idx, w, x.shape, padding=1, relu_out=out, backend=backend),)
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, **TOL[dtype])
+    with pytest.raises(ValueError, match="relu_out has shape"):
+        F.conv2d_maxpool_backward_params(x, g, idx, w.shape, padding=1, relu_out=out[:1], backend=backend)
+    with pytest.raises(TypeError, match="relu_out"):
+        F.conv2d_maxpool_backward_input(g, idx, w, x.shape, padding=1, relu_out=out.astype(np.float16),
+                                        backend=backend)
+
+
 def test_conv2d_maxpool_errors(backend):
     x, w, b = _data((2, 1, 8, 8), 3, 3, np.float32)
     with pytest.raises(ValueError, match="expect 1 input channels"):

@@ -531,8 +531,8 @@ def _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_):
 
 
 @njit
-def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                            oh, ow, kh, kw, psh, psw, poh, pow_):
+def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                            oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
     """Only the winners received gradient: each pooled element adds
     g * (the taps under its winner, and a 1 for the bias), read from the
     image's patch table (im2col transposed).  A task is a fixed block of
@@ -574,8 +574,8 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
                                 bad[blk] += 1
                                 continue
                             g = d_out[img, fi, py, px]
-                            if g == 0:
-                                continue  # adds nothing (a ReLU's dead unit)
+                            if g == 0 or (has_mask and mask[img, fi, py, px] <= 0):
+                                continue  # adds nothing (a unit the ReLU after the pool zeroed)
                             if tp >= 32:  # flat unsigned offsets vectorise (20 % faster here)
                                 row = uint64(at * tp)
                                 for t in range(utp):
@@ -597,8 +597,8 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
 
 
 @njit
-def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                           oh, ow, kh, kw, psh, psw, poh, pow_):
+def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                           oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
     """Only the winners received gradient: each pooled element adds g * (its
     filter's weights) onto the input patch its winner read.  Per image (so the
     result does not depend on the thread count), as the C kernel: winners
@@ -630,8 +630,8 @@ def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, p
                     if oy < 0:
                         bad[img] += 1
                         continue
-                    if d_out[img, fi, py, px] == 0:
-                        rows[k] = -1  # adds nothing (a ReLU's dead unit)
+                    if d_out[img, fi, py, px] == 0 or (has_mask and mask[img, fi, py, px] <= 0):
+                        rows[k] = -1  # adds nothing (a unit the ReLU after the pool zeroed)
                         continue
                     start[rows[k] + 1] += 1
         for r in range(positions):

@@ -60,11 +60,17 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
     maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
 
 
-def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                            oh, ow, kh, kw, psh, psw, poh, pow_):
+def _relu_masked(d_out, mask, has_mask):
+    """d_out where the ReLU after the pool let the output through, else 0."""
+    return np.where(mask > 0, d_out, d_out.dtype.type(0)) if has_mask else d_out
+
+
+def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                            oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
     """Route the pooled gradient to the winners (max pool backward), then the
     convolution's weight and bias gradients: per tap, a sum over N, OH, OW."""
     _check_windows(idx, oh, ow, kh, kw, psh, psw)
+    d_out = _relu_masked(d_out, mask, has_mask)
     d_conv = np.empty((n, f, oh, ow), dtype=x.dtype)
     maxpool_bwd(d_out, idx, d_conv, n, f, oh, ow, poh, pow_)
     d_b[...] = d_conv.sum(axis=(0, 2, 3), dtype=np.float64)
@@ -72,12 +78,13 @@ def conv_maxpool_bwd_params(x, d_out, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, 
         d_w[:, :, i, j] = np.tensordot(d_conv, patch, axes=([0, 2, 3], [0, 2, 3]))
 
 
-def conv_maxpool_bwd_input(d_out, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                           oh, ow, kh, kw, psh, psw, poh, pow_):
+def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
+                           oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
     """Route the pooled gradient to the winners, then the convolution's input
     gradient: per tap, the filters' weights times d_conv, added onto the
     padded input where that tap read it."""
     _check_windows(idx, oh, ow, kh, kw, psh, psw)
+    d_out = _relu_masked(d_out, mask, has_mask)
     d_conv = np.empty((n, f, oh, ow), dtype=d_out.dtype)
     maxpool_bwd(d_out, idx, d_conv, n, f, oh, ow, poh, pow_)
     d_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d_out.dtype)

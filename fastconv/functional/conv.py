@@ -45,13 +45,15 @@ def _sizes(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
 
 
 def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_size=2,
-                   pool_stride=None, *, backend=None):
+                   pool_stride=None, *, relu=False, backend=None):
     """``max_pool2d(conv2d(x, weights, bias), pool_size, pool_stride)`` in one pass.
 
     x (N, C, H, W); weights (F, C, KH, KW); bias (F,) or None.  The pool has
     no padding.  Returns ``(out, indices)``, both (N, F, PH, PW): indices are
     the winners' flat positions ``h*OW + w`` in the convolution's (OH, OW)
-    output plane, exactly as ``max_pool2d`` of the convolution would give."""
+    output plane, exactly as ``max_pool2d`` of the convolution would give.
+    ``relu=True`` applies a ReLU to ``out`` (in place: max commutes with it);
+    pass that ``out`` as ``relu_out`` to the backward functions."""
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
     weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
     _checks.same_dtype(x, weights, "x", "weights")
@@ -70,6 +72,8 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
         _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes)
     else:
         kernels.conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
+    if relu:
+        np.maximum(out, out.dtype.type(0), out=out)
     return out, indices
 
 
@@ -94,10 +98,13 @@ def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
 
 
 def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, padding=0, dilation=1,
-                                   pool_size=2, pool_stride=None, *, backend=None):
+                                   pool_size=2, pool_stride=None, *, relu_out=None, backend=None):
     """Gradients of :func:`conv2d_maxpool` with respect to the weights and
     the bias (not x), from d_out and the indices it returned (N, F, PH, PW).
-    Returns ``(d_weights, d_bias)``, shaped weights_shape and (F,)."""
+    Returns ``(d_weights, d_bias)``, shaped weights_shape and (F,).
+    ``relu_out``: the output of ``conv2d_maxpool(..., relu=True)``; d_out is
+    then the gradient of that output and counts only where it is > 0 (the
+    ReLU's backward, done inside the kernel)."""
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
     d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, F, PH, PW)")
     _checks.same_dtype(x, d_out, "x", "d_out")
@@ -107,19 +114,22 @@ def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, p
     if d_out.shape != pooled_shape:
         raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
     indices = _checked_indices(indices, pooled_shape)
+    mask = _relu_mask(relu_out, d_out)
     d_w = np.empty(w_shape, dtype=x.dtype)
     d_b = np.empty(w_shape[0], dtype=x.dtype)
     with _index_errors():
-        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, indices, d_w, d_b, *sizes)
+        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, mask, indices, d_w, d_b, *sizes,
+                                                          int(relu_out is not None))
     return d_w, d_b
 
 
 def conv2d_maxpool_backward_input(d_out, indices, weights, x_shape, stride=1, padding=0, dilation=1,
-                                  pool_size=2, pool_stride=None, *, backend=None):
+                                  pool_size=2, pool_stride=None, *, relu_out=None, backend=None):
     """Gradient of :func:`conv2d_maxpool` with respect to x (shape x_shape),
     from d_out and the indices it returned (N, F, PH, PW), and the weights.
     Only the winners received gradient, so only their patches get some back.
-    The indices may also come from ``max_pool2d`` of a ``conv2d`` output."""
+    The indices may also come from ``max_pool2d`` of a ``conv2d`` output.
+    ``relu_out``: as in :func:`conv2d_maxpool_backward_params`."""
     d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, F, PH, PW)")
     weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
     _checks.same_dtype(d_out, weights, "d_out", "weights")
@@ -129,10 +139,25 @@ def conv2d_maxpool_backward_input(d_out, indices, weights, x_shape, stride=1, pa
     if d_out.shape != pooled_shape:
         raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
     indices = _checked_indices(indices, pooled_shape)
+    mask = _relu_mask(relu_out, d_out)
     d_x = np.empty(x_shape, dtype=d_out.dtype)
     with _index_errors():
-        backends.resolve(backend).conv_maxpool_bwd_input(d_out, indices, weights, d_x, *sizes)
+        backends.resolve(backend).conv_maxpool_bwd_input(d_out, mask, indices, weights, d_x, *sizes,
+                                                         int(relu_out is not None))
     return d_x
+
+
+def _relu_mask(relu_out, d_out):
+    """relu_out checked against d_out (same shape and dtype, contiguous), or
+    d_out itself as a stand-in the kernels do not read."""
+    if relu_out is None:
+        return d_out
+    relu_out = _checks.float_array(relu_out, "relu_out", ndim=4, layout="(N, F, PH, PW)")
+    _checks.same_dtype(d_out, relu_out, "d_out", "relu_out")
+    if relu_out.shape != d_out.shape:
+        raise ValueError(f"relu_out has shape {relu_out.shape}, but d_out has {d_out.shape}; pass the output "
+                         f"conv2d_maxpool(..., relu=True) returned")
+    return np.ascontiguousarray(relu_out)
 
 
 def _checked_indices(indices, pooled_shape):

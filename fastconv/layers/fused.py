@@ -14,10 +14,11 @@ pool has no padding and the backend's fused kernels are its fast path (see
   multiply-adds of the GEMMs on a dense d_conv (2x2 pool), which is never
   written.
 
-ReLU runs after the pool (max commutes with ReLU, as in ``CNN._schedule``).
-The weight gradients land in the Conv2D's ``d_weights``/``d_bias`` as usual;
-the MaxPool2D's and Conv2D's own caches are not filled (the stage keeps what
-backward needs).
+ReLU runs after the pool (max commutes with ReLU, as in ``CNN._schedule``),
+in place on the pooled output; its backward happens in the gradient kernels
+(``relu_out``: units the ReLU zeroed are skipped).  The weight gradients land
+in the Conv2D's ``d_weights``/``d_bias`` as usual; the MaxPool2D's, ReLU's
+and Conv2D's own caches are not filled (the stage keeps what backward needs).
 """
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ class ConvPoolReLU:
         conv = self.conv
         x, _, _ = conv._prepare(x)
         bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
-        pooled, indices = F.conv2d_maxpool(x, conv.weights, bias, **self._geometry())
-        self._cache = (x, indices)
-        return self.relu.forward(pooled)
+        out, indices = F.conv2d_maxpool(x, conv.weights, bias, relu=True, **self._geometry())
+        self._cache = (x, indices, out)
+        return out
 
     def backward_params_only(self, d_out):
         """The convolution's d_weights and d_bias; no input gradient."""
@@ -70,17 +71,21 @@ class ConvPoolReLU:
         return self._backward(d_out, input_grad=True)
 
     def _backward(self, d_out, input_grad):
-        x, indices = self.conv._need_cache(self._cache)
+        x, indices, out = self.conv._need_cache(self._cache)
         conv = self.conv
-        d_pooled = self.relu.backward(d_out)
-        d_w, d_b = F.conv2d_maxpool_backward_params(x, d_pooled, indices, conv.weights.shape,
+        d_out = np.asarray(d_out, dtype=conv.dtype)
+        if d_out.shape != out.shape:
+            raise ValueError(f"{self!r}: d_out has shape {d_out.shape}, but the forward output was {out.shape}")
+        # the ReLU's backward happens in the kernels: they skip units with out <= 0
+        d_w, d_b = F.conv2d_maxpool_backward_params(x, d_out, indices, conv.weights.shape, relu_out=out,
                                                     **self._geometry())
         conv.d_weights[...] = d_w
         if conv.bias is not None:
             conv.d_bias[...] = d_b
         if not input_grad:
             return None
-        return F.conv2d_maxpool_backward_input(d_pooled, indices, conv.weights, x.shape, **self._geometry())
+        return F.conv2d_maxpool_backward_input(d_out, indices, conv.weights, x.shape, relu_out=out,
+                                               **self._geometry())
 
 
 def unused_tail(conv, pool, out_hw):
