@@ -84,7 +84,9 @@ def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
     n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_ = sizes
     uh, uw = min(oh, (poh - 1) * psh + kh), min(ow, (pow_ - 1) * psw + kw)
     taps = c * fh * fw
-    w_perm = np.ascontiguousarray(weights.transpose(0, 2, 3, 1)).reshape(f, taps)
+    # (taps, F), taps ordered (i, j, ch) as the rows; contiguous: OpenBLAS ran
+    # this GEMM ~10 % faster than with a transposed view of (F, taps)
+    w_taps = np.ascontiguousarray(weights.transpose(2, 3, 1, 0)).reshape(taps, f)
     chunk = max(1, min(n, MAX_ROW_BYTES // (uh * uw * taps * x.itemsize)))
     rows = np.empty((chunk * uh * uw, taps), dtype=x.dtype)
     y = np.empty((chunk * uh * uw, f), dtype=x.dtype)
@@ -92,7 +94,7 @@ def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
         n1 = min(n, n0 + chunk)
         m = (n1 - n0) * uh * uw
         kernels.im2row(x[n0:n1], rows[:m], n1 - n0, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw)
-        np.matmul(rows[:m], w_perm.T, out=y[:m])
+        np.matmul(rows[:m], w_taps, out=y[:m])
         kernels.rows_maxpool(y[:m], bias, out[n0:n1], indices[n0:n1], n1 - n0, f, oh, ow, uh, uw, kh, kw,
                              psh, psw, poh, pow_)
 
