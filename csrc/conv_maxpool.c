@@ -1,5 +1,6 @@
-/* Few-tap convolution fused with max pooling, float and double (see
- * conv_maxpool_tmpl.h). */
+/* Convolution fused with max pooling, float and double: the few-tap direct
+ * kernels and, for many taps, the winner-sparse gradients and im2row / row
+ * pool (see conv_maxpool_tmpl.h and the templates it includes). */
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"

@@ -16,6 +16,11 @@
  *
  * Layouts: x (N, C, H, W), weights (F, C, FH, FW); pooled out, idx and d_out
  * (N, F, PH, PW); idx as max pool's (h*OW + w within the conv output plane).
+ *
+ * Convolutions with many taps are handled by the two templates included
+ * below: conv_pool_grad_tmpl.h (winner-sparse weight and input gradients)
+ * and conv_rows_tmpl.h (im2row and the pool over a GEMM's rows, for the
+ * forward, whose GEMM runs in Python).
  */
 #include "maxpool_plane_tmpl.h"
 

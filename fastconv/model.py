@@ -40,9 +40,10 @@ class CNN(Layer):
           ReLU commutes with max (max(relu(x)) == relu(max(x)), also with
           -inf padding) and the gradients w.r.t. x are identical, but the ReLU
           then touches a 4x smaller tensor (2x2 pool) in both passes.
-        * A Conv2D with few taps followed by that pool and ReLU runs as one
-          fused stage (layers/fused.py): its full-resolution output never
-          reaches memory.
+        * A Conv2D (groups 1) followed by that pool (no padding) and ReLU runs
+          as one ConvPoolReLU stage where the backend's fused kernels are its
+          fast path (layers/fused.py): the convolution's full output or its
+          dense gradient never reach memory; gradients come from the winners.
         * Any other unpadded Conv2D before an unpadded MaxPool2D gets only the
           input rows and columns whose outputs the pool reads (CroppedConv)."""
         # fusion depends on the backend, which set_backend may change
