@@ -23,8 +23,9 @@ from .. import config
 # in a whole training step (Numba keeps no accumulators in registers across
 # the winners: ~10 GMAC/s vs C's register-blocked sums).  Interleaved A/B of
 # the seed network: 14.6 ms per step unfused, 14.8 with only the second conv
-# fused, 15.7 with both.  So CNN does not run ConvPoolReLU stages with it
-# (layers/fused.py).
+# fused, 15.7 with both; after the ReLU moved into the kernels, 14.7 unfused
+# vs 16.6 with the second conv fused.  So CNN does not run ConvPoolReLU
+# stages with it (layers/fused.py).
 FUSE_CONV_POOL = False
 
 _OPTS = config.numba_options()
