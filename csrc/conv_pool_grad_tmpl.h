@@ -119,8 +119,8 @@ static void FN(hwc_pad)(const REAL *restrict img, REAL *restrict xh, int64_t c, 
         }
 }
 
-/* table row oy*uw + ox <- the patch of output (oy, ox), taps (i, j, ch),
- * then a 1 (the bias's lane) and zeros up to tp. */
+/* table row oy*uw + ox (rows of tp values) <- the patch of output (oy, ox),
+ * taps (i, j, ch); when tp > taps, then a 1 (the bias's lane) and zeros. */
 static void FN(hwc_patch_rows)(const REAL *restrict xh, REAL *restrict table, int64_t c, int64_t fh,
                                int64_t fw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, FN(wide_geom) g) {
     for (int64_t oy = 0; oy < g.uh; ++oy)
@@ -135,8 +135,10 @@ static void FN(hwc_patch_rows)(const REAL *restrict xh, REAL *restrict table, in
                     for (int64_t j = 0; j < fw; ++j, t += c) memcpy(t, src + j * dw * c, sizeof(REAL) * c);
                 }
             }
-            *t++ = 1;
-            for (int64_t k = g.taps + 1; k < g.tp; ++k) *t++ = 0;
+            if (g.tp > g.taps) { /* a gradient table's row: the bias's 1, then zeros */
+                *t++ = 1;
+                for (int64_t k = g.taps + 1; k < g.tp; ++k) *t++ = 0;
+            }
         }
 }
 

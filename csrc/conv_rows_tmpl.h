@@ -21,10 +21,9 @@ int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, int64_t n, int64_
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK || uh < 1 ||
         uw < 1 || uh > oh || uw > ow)
         return FC_ERR_SIZE;
-    FN(wide_geom) g = {0};
-    g.hp = h + 2 * ph;
-    g.wp = w + 2 * pw;
-    const int64_t taps = c * fh * fw, run = fw * c;
+    /* rows of exactly the taps: no bias lane (hwc_patch_rows writes one only when tp > taps) */
+    const int64_t taps = c * fh * fw;
+    const FN(wide_geom) g = {h + 2 * ph, w + 2 * pw, uh, uw, taps, taps, 0};
     int failed = 0;
 #pragma omp parallel num_threads(fc_nthreads)
     {
@@ -37,17 +36,7 @@ int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, int64_t n, int64_
         for (int64_t img = 0; img < n; ++img) {
             if (xh == NULL) continue;
             FN(hwc_pad)(x + img * c * h * w, xh, c, h, w, ph, pw, g);
-            REAL *out = rows + img * uh * uw * taps;
-            for (int64_t oy = 0; oy < uh; ++oy)
-                for (int64_t ox = 0; ox < uw; ++ox, out += taps)
-                    for (int64_t i = 0; i < fh; ++i) {
-                        const REAL *src = xh + ((oy * sh + i * dh) * g.wp + ox * sw) * c;
-                        if (dw == 1) {
-                            FN(fc_copy)(out + i * run, src, run);
-                        } else {
-                            for (int64_t j = 0; j < fw; ++j) FN(fc_copy)(out + i * run + j * c, src + j * dw * c, c);
-                        }
-                    }
+            FN(hwc_patch_rows)(xh, rows + img * uh * uw * taps, c, fh, fw, sh, sw, dh, dw, g);
         }
         free(xh);
     }

@@ -68,7 +68,8 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     out = np.empty((n, f, poh, pow_), dtype=x.dtype)
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
     kernels = backends.resolve(backend)
-    if sizes[1] * sizes[5] * sizes[6] > DIRECT_MAX_TAPS and hasattr(kernels, "im2row"):
+    c, fh, fw = sizes[1], sizes[5], sizes[6]
+    if c * fh * fw > DIRECT_MAX_TAPS and hasattr(kernels, "im2row"):
         _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes)
     else:
         kernels.conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
@@ -112,11 +113,7 @@ def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, p
     _checks.same_dtype(x, d_out, "x", "d_out")
     w_shape = _checks.shape4(weights_shape, "weights_shape")
     sizes = _sizes(x.shape, w_shape, stride, padding, dilation, pool_size, pool_stride)
-    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
-    if d_out.shape != pooled_shape:
-        raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
-    indices = _checked_indices(indices, pooled_shape)
-    mask = _relu_mask(relu_out, d_out)
+    indices, mask = _gradient_inputs(d_out, indices, relu_out, sizes)
     d_w = np.empty(w_shape, dtype=x.dtype)
     d_b = np.empty(w_shape[0], dtype=x.dtype)
     with _index_errors():
@@ -137,11 +134,7 @@ def conv2d_maxpool_backward_input(d_out, indices, weights, x_shape, stride=1, pa
     _checks.same_dtype(d_out, weights, "d_out", "weights")
     x_shape = _checks.shape4(x_shape, "x_shape")
     sizes = _sizes(x_shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
-    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
-    if d_out.shape != pooled_shape:
-        raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
-    indices = _checked_indices(indices, pooled_shape)
-    mask = _relu_mask(relu_out, d_out)
+    indices, mask = _gradient_inputs(d_out, indices, relu_out, sizes)
     d_x = np.empty(x_shape, dtype=d_out.dtype)
     with _index_errors():
         backends.resolve(backend).conv_maxpool_bwd_input(d_out, mask, indices, weights, d_x, *sizes,
@@ -160,6 +153,15 @@ def _relu_mask(relu_out, d_out):
         raise ValueError(f"relu_out has shape {relu_out.shape}, but d_out has {d_out.shape}; pass the output "
                          f"conv2d_maxpool(..., relu=True) returned")
     return np.ascontiguousarray(relu_out)
+
+
+def _gradient_inputs(d_out, indices, relu_out, sizes):
+    """What both backward functions check of their pooled inputs: d_out's
+    shape, the indices, relu_out.  Returns (indices, mask) for the kernels."""
+    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
+    if d_out.shape != pooled_shape:
+        raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
+    return _checked_indices(indices, pooled_shape), _relu_mask(relu_out, d_out)
 
 
 def _checked_indices(indices, pooled_shape):

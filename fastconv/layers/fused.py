@@ -99,19 +99,6 @@ def unused_tail(conv, pool, out_hw):
     return out_hw[0] - used[0], out_hw[1] - used[1]
 
 
-def crop_for_pool(conv, pool, x_shape):
-    """(rows, cols) of an input of shape x_shape that Conv2D ``conv`` reads for
-    the outputs MaxPool2D ``pool`` reads (see unused_tail); slicing more than
-    the input has is harmless."""
-    kh, kw = conv.kernel_size
-    out_hw = _checks.conv_output_size(*x_shape[2:], kh, kw, conv.stride, conv.padding, conv.dilation)
-    drop_h, drop_w = unused_tail(conv, pool, out_hw)
-    (sh, sw), (dh, dw) = conv.stride, conv.dilation
-    rows = (out_hw[0] - drop_h - 1) * sh + (kh - 1) * dh + 1
-    cols = (out_hw[1] - drop_w - 1) * sw + (kw - 1) * dw + 1
-    return rows, cols
-
-
 class CroppedConv:
     """A Conv2D whose last output rows/columns the next MaxPool2D drops
     (floor mode: 11x11 -> 5x5 reads only 10x10): the input is cropped to the
@@ -129,12 +116,25 @@ class CroppedConv:
     def __repr__(self):
         return f"CroppedConv({self.conv!r})"
 
+    def _crop(self, x_shape):
+        """(rows, cols) of an input of shape x_shape that the conv reads for
+        the outputs the pool reads (see unused_tail); slicing more than the
+        input has is harmless."""
+        conv = self.conv
+        kh, kw = conv.kernel_size
+        out_hw = _checks.conv_output_size(*x_shape[2:], kh, kw, conv.stride, conv.padding, conv.dilation)
+        drop_h, drop_w = unused_tail(conv, self.pool, out_hw)
+        (sh, sw), (dh, dw) = conv.stride, conv.dilation
+        rows = (out_hw[0] - drop_h - 1) * sh + (kh - 1) * dh + 1
+        cols = (out_hw[1] - drop_w - 1) * sw + (kw - 1) * dw + 1
+        return rows, cols
+
     def forward(self, x):
         x = np.asarray(x)
         self._x_shape = x.shape
         if x.ndim != 4:
             return self.conv.forward(x)  # let Conv2D explain the error
-        rows, cols = crop_for_pool(self.conv, self.pool, x.shape)
+        rows, cols = self._crop(x.shape)
         return self.conv.forward(x[:, :, :rows, :cols])
 
     def backward(self, d_out):
