@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import IMPLS, run_case
+from conftest import IMPLS, OUT_IMPLS, run_case
 
 SHAPES = [(64, 32, 26, 26), (128, 64, 32, 32)]
 IDS = ["x".join(map(str, s)) for s in SHAPES]
@@ -23,16 +23,16 @@ def _data(shape):
     return x, gamma, beta, d_out
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_batch_norm_forward(benchmark, impl, shape):
     x, gamma, beta, _ = _data(shape)
     c = shape[1]
     expected, _ = F.batch_norm_forward(x, gamma, beta, np.zeros(c, np.float32), np.ones(c, np.float32), backend="numpy")
 
-    def call(b):
+    def call(b, out=None):
         rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
-        return lambda: F.batch_norm_forward(x, gamma, beta, rm, rv, backend=b)[0]
+        return lambda: F.batch_norm_forward(x, gamma, beta, rm, rv, out=out, backend=b)[0]
 
     def torch_call(t):
         xt, g, bt = t.from_numpy(x), t.from_numpy(gamma), t.from_numpy(beta)
@@ -40,11 +40,11 @@ def test_batch_norm_forward(benchmark, impl, shape):
         return lambda: t.nn.functional.batch_norm(xt, rm, rv, g, bt, training=True, momentum=0.1, eps=1e-5)
 
     run_case(benchmark, impl, "batch_norm_forward", "x".join(map(str, shape)), expected=expected,
-             call=call, torch_call=torch_call, torch_result=lambda r: r.numpy(),
-             bytes_read=2 * x.nbytes, bytes_written=x.nbytes)
+             call=call, out_call=lambda b: call(b, np.empty_like(x)), torch_call=torch_call,
+             torch_result=lambda r: r.numpy(), bytes_read=2 * x.nbytes, bytes_written=x.nbytes)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_batch_norm_backward(benchmark, impl, shape):
     x, gamma, beta, d_out = _data(shape)
@@ -52,9 +52,9 @@ def test_batch_norm_backward(benchmark, impl, shape):
     _, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(c, np.float32), np.ones(c, np.float32), backend="numpy")
     expected = F.batch_norm_backward(d_out, cache)
 
-    def call(b):
+    def call(b, out=None):
         _, cache_b = F.batch_norm_forward(x, gamma, beta, np.zeros(c, np.float32), np.ones(c, np.float32), backend=b)
-        return lambda: F.batch_norm_backward(d_out, cache_b)
+        return lambda: F.batch_norm_backward(d_out, cache_b, out=out)
 
     def torch_call(t):
         xt, g, bt, gt = t.from_numpy(x), t.from_numpy(gamma), t.from_numpy(beta), t.from_numpy(d_out)
@@ -64,5 +64,5 @@ def test_batch_norm_backward(benchmark, impl, shape):
             gt, xt, g, rm, rv, save_mean, save_invstd, True, 1e-5, [True, True, True])
 
     run_case(benchmark, impl, "batch_norm_backward", "x".join(map(str, shape)), expected=expected,
-             call=call, torch_call=torch_call, torch_result=lambda r: tuple(v.numpy() for v in r),
-             bytes_read=4 * x.nbytes, bytes_written=x.nbytes)
+             call=call, out_call=lambda b: call(b, np.empty_like(x)), torch_call=torch_call,
+             torch_result=lambda r: tuple(v.numpy() for v in r), bytes_read=4 * x.nbytes, bytes_written=x.nbytes)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import IMPLS, run_case
+from conftest import IMPLS, OUT_IMPLS, run_case
 
 SHAPES = [(64, 32, 26, 26), (128, 64, 32, 32)]
 IDS = ["x".join(map(str, s)) for s in SHAPES]
@@ -19,25 +19,28 @@ def _data(shape):
     return x, out, idx, d_out
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_max_pool_forward(benchmark, impl, shape):
     x, out, idx, _ = _data(shape)
+    out_buf, idx_buf = np.empty_like(out), np.empty_like(idx)
     run_case(
         benchmark, impl, "max_pool2d+indices", "x".join(map(str, shape)),
         expected=(out, idx),
         call=lambda b: (lambda: F.max_pool2d(x, 2, backend=b)),
+        out_call=lambda b: (lambda: F.max_pool2d(x, 2, out=out_buf, out_indices=idx_buf, backend=b)),
         torch_call=lambda t: (lambda xt=t.from_numpy(x): t.nn.functional.max_pool2d(xt, 2, 2, return_indices=True)),
         torch_result=lambda r: (r[0].numpy(), r[1].numpy()),
         bytes_read=x.nbytes, bytes_written=out.nbytes + idx.nbytes,
     )
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + OUT_IMPLS)
 @pytest.mark.parametrize("shape", SHAPES, ids=IDS)
 def test_max_pool_backward(benchmark, impl, shape):
     x, out, idx, d_out = _data(shape)
     expected = F.max_pool2d_backward(d_out, idx, x.shape, backend="numpy")
+    d_x = np.empty_like(x)
 
     def torch_call(t):
         g, xt, it = t.from_numpy(d_out), t.from_numpy(x), t.from_numpy(idx)
@@ -47,6 +50,7 @@ def test_max_pool_backward(benchmark, impl, shape):
         benchmark, impl, "max_pool2d_backward", "x".join(map(str, shape)),
         expected=expected,
         call=lambda b: (lambda: F.max_pool2d_backward(d_out, idx, x.shape, backend=b)),
+        out_call=lambda b: (lambda: F.max_pool2d_backward(d_out, idx, x.shape, out=d_x, backend=b)),
         torch_call=torch_call, torch_result=lambda r: r.numpy(),
         bytes_read=d_out.nbytes + idx.nbytes, bytes_written=x.nbytes,
     )

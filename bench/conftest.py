@@ -89,13 +89,14 @@ def set_group(benchmark, op: str, shape_id: str, impl: str):
     benchmark.extra_info.update(op=op, shape=shape_id, impl=impl)
 
 
-def run_case(benchmark, impl, op, shape_id, *, expected, call, torch_call=None,
+def run_case(benchmark, impl, op, shape_id, *, expected, call, out_call=None, torch_call=None,
              torch_result=None, bytes_read, bytes_written, dtype=np.float32):
     """One benchmark of a group: validate, warm up, time.
 
-    call(backend) -> fastconv callable; torch_call(torch) -> torch callable;
-    torch_result(value) -> the NumPy array to compare with ``expected`` (which
-    is a tuple of arrays or one array)."""
+    call(backend) -> fastconv callable; out_call(backend) -> the same writing
+    into preallocated ``out=`` buffers (the "+out" impls); torch_call(torch)
+    -> torch callable; torch_result(value) -> the NumPy array to compare with
+    ``expected`` (which is a tuple of arrays or one array)."""
     set_group(benchmark, op, shape_id, impl)
     torch = need(impl)
     if impl == "copy":
@@ -107,7 +108,8 @@ def run_case(benchmark, impl, op, shape_id, *, expected, call, torch_call=None,
         run = torch_call(torch)
         got = torch_result(run())
     else:
-        run = call(impl)
+        name, _, with_out = impl.partition("+")
+        run = (out_call if with_out else call)(name)
         got = run()  # warm-up: Numba compiles here, not in the timing
     got = got if isinstance(got, tuple) else (got,)
     for g, e in zip(got, expected):

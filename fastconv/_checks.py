@@ -85,8 +85,12 @@ def conv_output_size(h, w, fh, fw, stride, padding, dilation, what="kernel"):
     return (h + 2 * ph - span_h) // sh + 1, (w + 2 * pw - span_w) // sw + 1
 
 
-def out_array(out, shape, dtype, name: str = "out") -> np.ndarray:
-    """Check a caller-supplied output buffer: exact shape, dtype, C order."""
+def out_array(out, shape, dtype, name: str = "out", inputs=None) -> np.ndarray:
+    """The output buffer of a kernel: a new array when ``out`` is None, else
+    the caller's ``out`` checked (exact shape and dtype, C order, writeable,
+    no memory shared with any array of ``inputs``, a {name: array} dict)."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
     if out.shape != tuple(shape) or out.dtype != dtype:
@@ -96,4 +100,7 @@ def out_array(out, shape, dtype, name: str = "out") -> np.ndarray:
         )
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{name} must be a writeable C-contiguous array; allocate it with np.empty")
+    for input_name, array in (inputs or {}).items():
+        if np.may_share_memory(out, array):
+            raise ValueError(f"{name} overlaps {input_name}; pass a separate array (np.empty)")
     return out

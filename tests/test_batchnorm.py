@@ -96,3 +96,36 @@ def test_dx_sums_to_zero_per_channel(backend):
     _, cache = F.batch_norm_forward(x, np.ones(4) * 2, np.zeros(4), np.zeros(4), np.ones(4), backend=backend)
     d_x, _, _ = F.batch_norm_backward(rng.standard_normal(x.shape), cache)
     np.testing.assert_allclose(d_x.sum(axis=(0, 2, 3)), 0, atol=1e-10)
+
+
+def test_out_buffers_are_filled_and_returned(backend, dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(dtype)
+    d_out = rng.standard_normal(x.shape).astype(dtype)
+    gamma, beta = _params(3, dtype)
+    ref_out, ref_cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), backend=backend)
+    ref_grads = F.batch_norm_backward(d_out, ref_cache)
+    buf = np.full(x.shape, np.nan, dtype=dtype)  # overwritten, never read
+    out, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), out=buf, backend=backend)
+    assert out is buf
+    np.testing.assert_array_equal(out, ref_out)
+    d_buf = np.full(x.shape, np.nan, dtype=dtype)
+    grads = F.batch_norm_backward(d_out, cache, out=d_buf)
+    assert grads[0] is d_buf
+    for got, want in zip(grads, ref_grads):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_out_buffer_errors(backend):
+    x = np.ones((4, 3, 5, 5), np.float32)
+    args = (np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"out has shape \(4, 3, 5, 4\) and dtype float32; expected shape \(4, 3, 5, 5\)"):
+        F.batch_norm_forward(x, *args, out=np.empty((4, 3, 5, 4), np.float32), backend=backend)
+    with pytest.raises(ValueError, match="out overlaps x"):  # the cache keeps x for backward
+        F.batch_norm_forward(x, *args, out=x, backend=backend)
+    _, cache = F.batch_norm_forward(x, *args, backend=backend)
+    d_out = np.ones_like(x)
+    with pytest.raises(ValueError, match="out overlaps d_out"):
+        F.batch_norm_backward(d_out, cache, out=d_out)
+    with pytest.raises(ValueError, match=r"dtype float64; expected shape \(4, 3, 5, 5\) and dtype float32"):
+        F.batch_norm_backward(d_out, cache, out=np.empty(x.shape))

@@ -90,3 +90,11 @@ def test_bad_out_buffer(backend):
     with pytest.raises(ValueError, match=r"expected shape \(2, 3, 8, 8\)"):
         fastconv.functional.max_pool2d_backward(pooled, idx, X.shape, out=np.empty((2, 3, 8, 7), np.float32),
                                                 backend=backend)
+    with pytest.raises(ValueError, match=r"out_indices has shape \(2, 3, 4, 4\) and dtype int32; expected shape "
+                                         r"\(2, 3, 4, 4\) and dtype int64"):
+        fastconv.functional.max_pool2d(X, 2, out_indices=np.empty((2, 3, 4, 4), np.int32), backend=backend)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        fastconv.functional.max_pool2d(X, 2, out=X.reshape(-1)[:96].reshape(2, 3, 4, 4), backend=backend)
+    col = fastconv.im2col(X, 3, 3, backend=backend)
+    with pytest.raises(ValueError, match="out overlaps col"):
+        fastconv.col2im(col, X.shape, 3, 3, out=col.reshape(-1)[:X.size].reshape(X.shape), backend=backend)

@@ -41,6 +41,11 @@ def test_max_pool_forward_and_backward(backend, dtype, shape, k, s, p):
     buf = np.full(x.shape, np.nan, dtype=dtype)  # out= is overwritten, not added to
     assert F.max_pool2d_backward(d_out, idx, x.shape, out=buf, backend=backend) is buf
     assert_close(buf, naive.max_pool2d_backward(d_out, ref_idx, x.shape))
+    out_buf, idx_buf = np.full(out.shape, np.nan, dtype=dtype), np.full(out.shape, -7, dtype=np.int64)
+    got, got_idx = F.max_pool2d(x, k, s, p, out=out_buf, out_indices=idx_buf, backend=backend)
+    assert got is out_buf and got_idx is idx_buf
+    np.testing.assert_array_equal(got, out)
+    np.testing.assert_array_equal(got_idx, idx)
 
 
 def test_ties_go_to_first_in_row_major_order(backend, dtype):

@@ -45,13 +45,16 @@ def _nc_s(x):
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
-                       momentum=0.1, eps=1e-5, *, backend=None):
+                       momentum=0.1, eps=1e-5, *, out=None, backend=None):
     """Returns ``(out, cache)``; out = gamma * (x - mean) / sqrt(var + eps) + beta.
 
     In training, ``running_mean``/``running_var`` are updated in place:
-    ``running = (1 - momentum) * running + momentum * batch``."""
+    ``running = (1 - momentum) * running + momentum * batch``.
+    out: optional preallocated result (x's shape and dtype, C-contiguous, not
+    overlapping x, which the cache keeps for the backward pass)."""
     x = _checks.float_array(x, "x", ndim=(2, 4), layout="(N, C) or (N, C, H, W)")
     n, c, s = _nc_s(x)
+    out = _checks.out_array(out, x.shape, x.dtype, inputs={"x": x})
     gamma = _per_channel(gamma, "gamma", c, x.dtype)
     beta = _per_channel(beta, "beta", c, x.dtype)
     running_mean = _per_channel(running_mean, "running_mean", c, writeable=training)
@@ -81,18 +84,18 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     inv_std = (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(x.dtype)
     scale = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
     shift = (beta - mean.astype(np.float64) * scale).astype(x.dtype)
-    out = np.empty_like(x)
     kernels.channel_affine(x, scale, shift, out, n, c, s)
     return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend)
 
 
-def batch_norm_backward(d_out, cache: BatchNormCache, *, backend=None):
+def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None):
     """Returns ``(d_x, d_gamma, d_beta)``, by the closed form
 
     d_x = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
 
     (M = N*H*W) in training; ``gamma * inv_std * dy`` in eval, where the
-    statistics are constants.  Two passes: one reduction, one elementwise."""
+    statistics are constants.  Two passes: one reduction, one elementwise.
+    out: optional preallocated d_x (C-contiguous, not overlapping d_out or x)."""
     if not isinstance(cache, BatchNormCache):
         raise TypeError("cache must be the BatchNormCache returned by batch_norm_forward")
     x = cache.x
@@ -101,6 +104,7 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, backend=None):
         raise ValueError(f"d_out has shape {d_out.shape} but the forward input had {x.shape}")
     _checks.same_dtype(d_out, x, "d_out", "the forward input")
     n, c, s = _nc_s(x)
+    d_x = _checks.out_array(out, x.shape, x.dtype, inputs={"d_out": d_out, "x": x})
     kernels = backends.resolve(cache.backend if backend is None else backend)
     sum_dy = np.empty(c, dtype=x.dtype)
     sum_dy_xmu = np.empty(c, dtype=x.dtype)
@@ -117,6 +121,5 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, backend=None):
     else:
         k_x = np.zeros(c)
         k_0 = np.zeros(c)
-    d_x = np.empty_like(x)
     kernels.bn_bwd_apply(d_out, x, cache.mean, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s)
     return d_x, d_gamma, d_beta

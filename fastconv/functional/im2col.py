@@ -7,8 +7,6 @@ so a convolution is ``W.reshape(F, C*FH*FW) @ col`` with result columns in
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _checks, backends
 
 
@@ -34,7 +32,7 @@ def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, out=None, backend=None
     sizes = _conv_geometry(x.shape, FH, FW, stride, padding, dilation)
     n, c, _, _, fh, fw, *_, oh, ow = sizes
     shape = (c * fh * fw, n * oh * ow)
-    col = np.empty(shape, dtype=x.dtype) if out is None else _checks.out_array(out, shape, x.dtype)
+    col = _checks.out_array(out, shape, x.dtype, inputs={"x": x})
     backends.resolve(backend).im2col(x, col, *sizes)
     return col
 
@@ -57,6 +55,6 @@ def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, out=None, b
             f"kernel gives OH={oh}, OW={ow} and so expects (C*FH*FW, N*OH*OW) = {expected}; "
             f"pass the x_shape, kernel, stride, padding and dilation used for im2col"
         )
-    x = np.empty(x_shape, dtype=col.dtype) if out is None else _checks.out_array(out, x_shape, col.dtype)
+    x = _checks.out_array(out, x_shape, col.dtype, inputs={"col": col})
     backends.resolve(backend).col2im(col, x, *sizes)
     return x

@@ -60,10 +60,7 @@ def _indices_for(d_out, indices, name):
 
 def _run_scatter(kernel_name, values, indices, out_shape, backend, out=None):
     n, c, h, w = out_shape
-    if out is None:
-        out = np.empty(out_shape, dtype=values.dtype)
-    else:
-        out = _checks.out_array(out, tuple(out_shape), values.dtype)
+    out = _checks.out_array(out, tuple(out_shape), values.dtype, inputs={"values": values, "indices": indices})
     try:
         getattr(backends.resolve(backend), kernel_name)(values, indices, out, n, c, h, w, *values.shape[2:])
     except IndexError as exc:
@@ -75,16 +72,18 @@ def _run_scatter(kernel_name, values, indices, out_shape, backend, out=None):
 
 
 # ------------------------------------------------------------------- max
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None):
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, out_indices=None, backend=None):
     """Max pooling.  Returns ``(out, indices)``: indices (int64, out's shape)
     hold the flat position ``h*W + w`` of each winner inside its own (H, W)
     plane, as PyTorch's ``return_indices``.  Padding counts as -inf; ties go
-    to the first maximum in row-major window order; NaN propagates."""
+    to the first maximum in row-major window order; NaN propagates.
+    out / out_indices: optional preallocated results (C-contiguous, overwritten)."""
     x = _checks.float_array(x, "x", ndim=4, layout=_X_LAYOUT)
     sizes = _pool_geometry(x.shape, kernel_size, stride, padding)
     n, c, *_, oh, ow = sizes
-    out = np.empty((n, c, oh, ow), dtype=x.dtype)
-    indices = np.empty((n, c, oh, ow), dtype=np.int64)
+    out = _checks.out_array(out, (n, c, oh, ow), x.dtype, inputs={"x": x})
+    indices = _checks.out_array(out_indices, (n, c, oh, ow), np.int64, "out_indices",
+                                inputs={"x": x, "out": out})
     backends.resolve(backend).maxpool_fwd(x, out, indices, *sizes)
     return out, indices
 
