@@ -1,5 +1,30 @@
 /* BatchNorm statistics, affine and backward kernels, float and double. */
 #include "common.h"
 
+/* Images per block of the BatchNorm reductions: a function of N alone (never
+ * of the thread count, so sums are added in the same order on any machine),
+ * at least 4 and at most 256 blocks (bounded scratch for any batch). */
+static int64_t fc_bn_block(int64_t n) {
+    const int64_t per_256 = (n + 255) / 256;
+    return per_256 > 4 ? per_256 : 4;
+}
+
+/* Block b's images are [b * block, the returned end); its partial sums (two
+ * per channel) are zeroed. */
+static int64_t fc_bn_block_begin(double *part, int64_t c, int64_t b, int64_t block, int64_t n) {
+    for (int64_t k = 0; k < 2 * c; ++k) part[2 * c * b + k] = 0;
+    return (b + 1) * block < n ? (b + 1) * block : n;
+}
+
+/* Channel ch's two sums over all blocks, added in block order. */
+static void fc_bn_block_total(const double *part, int64_t blocks, int64_t c, int64_t ch, double *s1,
+                              double *s2) {
+    *s1 = *s2 = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+        *s1 += part[2 * (c * b + ch)];
+        *s2 += part[2 * (c * b + ch) + 1];
+    }
+}
+
 #define FC_TEMPLATE "batchnorm_tmpl.h"
 #include "instantiate.h"

@@ -1,9 +1,16 @@
 /* BatchNorm building blocks for one element type (included by batchnorm.c).
  * x is viewed as (N, C, S) with S = H*W (or 1 for (N, C) input).
  *
- * Reductions run one channel per task (deterministic: no atomics, the same
- * order at any thread count) and accumulate in double.  The elementwise
- * kernels run one (n, c) plane per task. */
+ * Reductions accumulate in double, over fixed blocks of images (no atomics,
+ * the same order at any thread count).  The elementwise kernels run one
+ * (n, c) plane per task. */
+
+/* The reductions read x in memory order: one task per fixed block of
+ * images (fc_bn_block), which sums every channel of its images into its own
+ * partial sums; the blocks' sums are then added in block order.  (One task
+ * per channel, as before, read N planes of H*W values scattered C*H*W apart:
+ * the prefetcher restarted at every plane, 3x slower on (128, 64, 32, 32).)
+ * Fixed blocks keep the result independent of the thread count. */
 
 /* mean[c] and biased var[c] over N and S, in one pass.  The sums are taken
  * of x - K with K = the channel's first element, which keeps E[x^2]-E[x]^2
@@ -11,26 +18,41 @@
 int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict var,
                     int64_t n, int64_t c, int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
-    const double count = (double)(n * s);
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+    double *part = malloc(sizeof(double) * 2 * c * (blocks + 1)); /* per block: (s1, s2) per channel */
+    if (part == NULL) return FC_ERR_NOMEM;
+    double *shift = part + 2 * c * blocks;
+    for (int64_t ch = 0; ch < c; ++ch) shift[ch] = x[ch * s];
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
-    for (int64_t ch = 0; ch < c; ++ch) {
-        const double shift = x[ch * s];
-        double s1 = 0, s2 = 0;
-        for (int64_t img = 0; img < n; ++img) {
-            const REAL *p = x + (img * c + ch) * s;
-            /* simd reduction: vectorised (reassociated) partial sums */
+    for (int64_t b = 0; b < blocks; ++b) {
+        double *pb = part + 2 * c * b;
+        const int64_t end = fc_bn_block_begin(part, c, b, block, n);
+        for (int64_t img = b * block; img < end; ++img)
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const REAL *p = x + (img * c + ch) * s;
+                const double k0 = shift[ch];
+                double s1 = 0, s2 = 0;
+                /* simd reduction: vectorised (reassociated) partial sums */
 #pragma omp simd reduction(+ : s1, s2)
-            for (int64_t k = 0; k < s; ++k) {
-                const double d = (double)p[k] - shift;
-                s1 += d;
-                s2 += d * d;
+                for (int64_t k = 0; k < s; ++k) {
+                    const double d = (double)p[k] - k0;
+                    s1 += d;
+                    s2 += d * d;
+                }
+                pb[2 * ch] += s1;
+                pb[2 * ch + 1] += s2;
             }
-        }
+    }
+    const double count = (double)(n * s);
+    for (int64_t ch = 0; ch < c; ++ch) {
+        double s1, s2;
+        fc_bn_block_total(part, blocks, c, ch, &s1, &s2);
         const double m = s1 / count;
         double v = s2 / count - m * m;
-        mean[ch] = (REAL)(shift + m);
+        mean[ch] = (REAL)(shift[ch] + m);
         var[ch] = (REAL)(v > 0 ? v : 0);
     }
+    free(part);
     return FC_OK;
 }
 
@@ -49,27 +71,41 @@ int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const 
     return FC_OK;
 }
 
-/* sum_dy[c] = sum(dy), sum_dy_xmu[c] = sum(dy * (x - mean[c])), one pass. */
+/* sum_dy[c] = sum(dy), sum_dy_xmu[c] = sum(dy * (x - mean[c])), one pass
+ * in memory order (as fc_bn_stats). */
 int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
                          const REAL *restrict mean, REAL *restrict sum_dy,
                          REAL *restrict sum_dy_xmu, int64_t n, int64_t c, int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+    double *part = malloc(sizeof(double) * 2 * c * blocks); /* per block: (a, b) per channel */
+    if (part == NULL) return FC_ERR_NOMEM;
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
-    for (int64_t ch = 0; ch < c; ++ch) {
-        const double m = mean[ch];
-        double a = 0, b = 0;
-        for (int64_t img = 0; img < n; ++img) {
-            const REAL *g = d_out + (img * c + ch) * s;
-            const REAL *xp = x + (img * c + ch) * s;
+    for (int64_t bl = 0; bl < blocks; ++bl) {
+        double *pb = part + 2 * c * bl;
+        const int64_t end = fc_bn_block_begin(part, c, bl, block, n);
+        for (int64_t img = bl * block; img < end; ++img)
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const REAL *g = d_out + (img * c + ch) * s;
+                const REAL *xp = x + (img * c + ch) * s;
+                const double m = mean[ch];
+                double a = 0, b = 0;
 #pragma omp simd reduction(+ : a, b)
-            for (int64_t k = 0; k < s; ++k) {
-                a += g[k];
-                b += (double)g[k] * ((double)xp[k] - m);
+                for (int64_t k = 0; k < s; ++k) {
+                    a += g[k];
+                    b += (double)g[k] * ((double)xp[k] - m);
+                }
+                pb[2 * ch] += a;
+                pb[2 * ch + 1] += b;
             }
-        }
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+        double a, b;
+        fc_bn_block_total(part, blocks, c, ch, &a, &b);
         sum_dy[ch] = (REAL)a;
         sum_dy_xmu[ch] = (REAL)b;
     }
+    free(part);
     return FC_OK;
 }
 

@@ -353,25 +353,48 @@ def adaptive_avgpool_bwd(d_out, d_x, n, c, h, w, oh, ow):
 
 
 # -------------------------------------------------------------- batchnorm
-# x is viewed as (N, C, S), S = H*W or 1.  Reductions: one channel per task,
-# float64 accumulators, the same order at any thread count.
+# x is viewed as (N, C, S), S = H*W or 1.  Reductions read x in memory order:
+# one task per fixed block of images (bn_block: a function of N only) sums
+# every channel of its images into its own partial sums, added in block order
+# afterwards: float64 accumulators, the same order at any thread count.
+
+
+@njit_serial
+def bn_block(n):
+    """Images per block: at least 4, at most 256 blocks (as csrc/batchnorm.c)."""
+    return max(4, (n + 255) // 256)
 
 
 @njit_reduce
 def bn_stats(x, mean, var, n, c, s):
     x3 = x.reshape(n, c, s)
+    block = bn_block(n)
+    blocks = (n + block - 1) // block
+    shift = np.empty(c)  # sums of x - K: no cancellation when |mean| >> std
+    for ch in range(c):
+        shift[ch] = x3[0, ch, 0]
+    part = np.zeros((blocks, c, 2))
+    for b in prange(blocks):
+        for img in range(b * block, min(n, (b + 1) * block)):
+            for ch in range(c):
+                k0 = shift[ch]
+                s1 = 0.0
+                s2 = 0.0
+                for k in range(s):
+                    d = np.float64(x3[img, ch, k]) - k0
+                    s1 += d
+                    s2 += d * d
+                part[b, ch, 0] += s1
+                part[b, ch, 1] += s2
     count = n * s
-    for ch in prange(c):
-        shift = np.float64(x3[0, ch, 0])  # sums of x - K: no cancellation when |mean| >> std
+    for ch in range(c):
         s1 = 0.0
         s2 = 0.0
-        for img in range(n):
-            for k in range(s):
-                d = np.float64(x3[img, ch, k]) - shift
-                s1 += d
-                s2 += d * d
+        for b in range(blocks):
+            s1 += part[b, ch, 0]
+            s2 += part[b, ch, 1]
         m = s1 / count
-        mean[ch] = shift + m
+        mean[ch] = shift[ch] + m
         var[ch] = max(s2 / count - m * m, 0.0)
 
 
@@ -390,15 +413,27 @@ def channel_affine(x, a, b, out, n, c, s):
 def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
     g3 = d_out.reshape(n, c, s)
     x3 = x.reshape(n, c, s)
-    for ch in prange(c):
-        m = np.float64(mean[ch])
+    block = bn_block(n)
+    blocks = (n + block - 1) // block
+    part = np.zeros((blocks, c, 2))
+    for bl in prange(blocks):
+        for img in range(bl * block, min(n, (bl + 1) * block)):
+            for ch in range(c):
+                m = np.float64(mean[ch])
+                a = 0.0
+                b = 0.0
+                for k in range(s):
+                    g = np.float64(g3[img, ch, k])
+                    a += g
+                    b += g * (np.float64(x3[img, ch, k]) - m)
+                part[bl, ch, 0] += a
+                part[bl, ch, 1] += b
+    for ch in range(c):
         a = 0.0
         b = 0.0
-        for img in range(n):
-            for k in range(s):
-                g = np.float64(g3[img, ch, k])
-                a += g
-                b += g * (np.float64(x3[img, ch, k]) - m)
+        for bl in range(blocks):
+            a += part[bl, ch, 0]
+            b += part[bl, ch, 1]
         sum_dy[ch] = a
         sum_dy_xmu[ch] = b
 
