@@ -84,11 +84,14 @@ int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x,
     if (ranges == NULL) return FC_ERR_NOMEM;
     const int64_t ncols = n * oh * ow;
     /* Each task owns one (image, channel) plane of x, so no two threads ever
-     * add into the same address. */
+     * add into the same address.  Tasks run channel by channel: consecutive
+     * tasks then read each of the channel's FH*FW col rows onward from where
+     * the last one stopped (streams the prefetcher keeps), instead of
+     * jumping to another channel's rows (20 % slower on (128, 64, 32, 32)). */
 #pragma omp parallel for num_threads(fc_nthreads) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
-        const int64_t img = p / c, ch = p % c;
-        REAL *plane = x + p * h * w;
+        const int64_t img = p % n, ch = p / n;
+        REAL *plane = x + (img * c + ch) * h * w;
         const REAL *src = col + ch * fh * fw * ncols + img * oh * ow;
 #ifdef COL2IM_PLANE_FAST
         if (sw == 1) {
