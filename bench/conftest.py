@@ -108,8 +108,8 @@ def run_case(benchmark, impl, op, shape_id, *, expected, call, out_call=None, to
         run = torch_call(torch)
         got = torch_result(run())
     else:
-        name, _, with_out = impl.partition("+")
-        run = (out_call if with_out else call)(name)
+        name, _, variant = impl.partition("+")
+        run = out_call(name) if variant == "out" else call(impl)
         got = run()  # warm-up: Numba compiles here, not in the timing
     got = got if isinstance(got, tuple) else (got,)
     for g, e in zip(got, expected):
