@@ -129,3 +129,33 @@ def test_out_buffer_errors(backend):
         F.batch_norm_backward(d_out, cache, out=d_out)
     with pytest.raises(ValueError, match=r"dtype float64; expected shape \(4, 3, 5, 5\) and dtype float32"):
         F.batch_norm_backward(d_out, cache, out=np.empty(x.shape))
+
+
+@pytest.mark.parametrize("n", [1100, 4097])
+def test_large_batches_use_bigger_blocks(backend, n):
+    """Over 1024 images the reductions sum blocks of more than 4 images (at most
+    256 blocks); sums must still match the reference and not depend on the
+    thread count."""
+    import fastconv
+    from fastconv._threads import max_threads
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((n, 3)) * 2 + 1).astype(np.float64)
+    d_out = rng.standard_normal(x.shape)
+    gamma, beta = _params(3, np.float64)
+
+    def run():
+        out, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), backend=backend)
+        return (out, *F.batch_norm_backward(d_out, cache))
+
+    ref, mean, var = naive.batch_norm_train(x, gamma, beta, 1e-5)
+    fastconv.set_num_threads(1)
+    one = run()
+    fastconv.set_num_threads(max_threads())
+    many = run()
+    assert_close(one[0], ref)
+    _, ref_cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), backend="numpy")
+    for got, want in zip(one[1:], F.batch_norm_backward(d_out, ref_cache)):
+        assert_close(got, want)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
