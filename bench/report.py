@@ -6,7 +6,9 @@ Rows are grouped by benchmark group (operation x shape); each implementation's
 median is shown with its ratio to the NumPy reference, to PyTorch and to the
 np.copyto roofline of the same group, all from the same run.  A benchmark
 that times several implementations in turn (extra_info["medians"]) gives one
-row per implementation.
+row per implementation.  The thread-scaling benchmarks (extra_info
+["thread_scaling"], bench_threads.py) get a table of their own: median times at
+1 and 2 threads and the median per-pair speed-up.
 """
 from __future__ import annotations
 
@@ -24,12 +26,33 @@ def load(path: Path) -> dict[str, dict[str, float]]:
     groups: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
         info = bench.get("extra_info", {})
+        if "thread_scaling" in info:  # see thread_table
+            continue
         if "medians" in info:  # one benchmark timing several implementations in turn
             groups[bench["group"]].update(info["medians"])
             continue
         impl = info.get("impl") or bench["param"]
         groups[bench["group"]][impl] = bench["stats"]["median"]
     return dict(groups)
+
+
+def load_thread_scaling(path: Path) -> list[tuple[str, dict]]:
+    """[(group, {"impl", "one", "two", "speedup"})] in the file's order."""
+    data = json.loads(Path(path).read_text())
+    return [(b["group"], b["extra_info"]["thread_scaling"]) for b in data["benchmarks"]
+            if "thread_scaling" in b.get("extra_info", {})]
+
+
+def thread_table(rows: list[tuple[str, dict]]) -> str:
+    lines = [
+        "| 1 vs 2 threads | impl | 1 thread | 2 threads | speed-up (median of pairs) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for group, r in rows:
+        name = group.removeprefix("1 vs 2 threads: ").strip()
+        lines.append(f"| {name} | {r['impl']} | {_fmt_time(r['one'])} | {_fmt_time(r['two'])} | "
+                     f"{r['speedup']:.2f}x |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt_time(seconds: float) -> str:
@@ -100,6 +123,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     groups = load(args.json)
     table = markdown(groups)
+    threads = load_thread_scaling(args.json)
+    if threads:
+        table += "\n" + thread_table(threads)
     if args.md:
         args.md.write_text(table)
     else:

@@ -63,14 +63,20 @@ def paired_scaling(fn, pairs):
     return 1e3 * np.median(one), 1e3 * np.median(two), float(np.median(one / two)), one.min() / two.min()
 
 
+PROBES = ("memory probe: copy 256 MB", "memory probe: sum 256 MB")
+KERNELS = ("im2col(out=)", "col2im(out=)", "max_pool2d(out=)", "max_pool2d_backward(out=)",
+           "batch_norm_forward(out=)", "batch_norm_backward(out=)")
+
+
 def memory_probes():
+    """{name in PROBES: callable}"""
     src = np.ones(64 * 2**20, dtype=np.float32)  # 256 MB: far beyond any cache
     dst = np.empty_like(src)
-    return {"memory probe: copy 256 MB": lambda: _copy_probe(src, dst),
-            "memory probe: sum 256 MB": lambda: _sum_probe(src)}
+    return dict(zip(PROBES, (lambda: _copy_probe(src, dst), lambda: _sum_probe(src))))
 
 
 def kernels(backend):
+    """{name in KERNELS: callable returning its result} on (128, 64, 32, 32), float32."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((128, 64, 32, 32), dtype=np.float32)
     col = F.im2col(x, 3, 3, padding=1)
@@ -84,15 +90,14 @@ def kernels(backend):
     bn_out, cache = F.batch_norm_forward(x, g, bt, rm, rv)
     d_bn = rng.standard_normal(x.shape, dtype=np.float32)
     b = backend
-    return {
-        "im2col(out=)": lambda: F.im2col(x, 3, 3, padding=1, out=col, backend=b),
-        "col2im(out=)": lambda: F.col2im(d_col, x.shape, 3, 3, padding=1, out=x_back, backend=b),
-        "max_pool2d(out=)": lambda: F.max_pool2d(x, 2, out=pooled_out, out_indices=idx_out, backend=b),
-        "max_pool2d_backward(out=)": lambda: F.max_pool2d_backward(pooled, idx, x.shape, out=d_x,
-                                                                   backend=b),
-        "batch_norm_forward(out=)": lambda: F.batch_norm_forward(x, g, bt, rm, rv, out=bn_out, backend=b),
-        "batch_norm_backward(out=)": lambda: F.batch_norm_backward(d_bn, cache, out=d_x, backend=b),
-    }
+    return dict(zip(KERNELS, (
+        lambda: F.im2col(x, 3, 3, padding=1, out=col, backend=b),
+        lambda: F.col2im(d_col, x.shape, 3, 3, padding=1, out=x_back, backend=b),
+        lambda: F.max_pool2d(x, 2, out=pooled_out, out_indices=idx_out, backend=b),
+        lambda: F.max_pool2d_backward(pooled, idx, x.shape, out=d_x, backend=b),
+        lambda: F.batch_norm_forward(x, g, bt, rm, rv, out=bn_out, backend=b),
+        lambda: F.batch_norm_backward(d_bn, cache, out=d_x, backend=b),
+    )))
 
 
 def main():
