@@ -3,7 +3,8 @@
 The measurement is thread_scaling.py's: single calls at 1 and 2 threads,
 alternating (the order swapped every pair), outputs preallocated, next to the
 memory probes (a copy and a sum over 256 MB) timed the same way in the same
-run.  Each benchmark round is one pair of calls; extra_info["thread_scaling"]
+run (each timed call after an untimed one at the same count: see
+thread_scaling.py).  Each benchmark round is one pair of timed calls; extra_info["thread_scaling"]
 holds both medians and the median per-pair speed-up, which report.py lists in
 a table of its own.  Before timing, a kernel's 1- and 2-thread results must be
 identical (every kernel writes disjoint memory) and equal the NumPy reference.
@@ -41,6 +42,7 @@ def _time_pairs(benchmark, impl, fn):
     def one_pair():
         for threads in (1, 2) if len(times[1]) % 2 == 0 else (2, 1):
             set_threads(threads)
+            fn()  # untimed: wakes the pool that slept through the other count's call
             start = time.perf_counter()
             fn()
             times[threads].append(time.perf_counter() - start)

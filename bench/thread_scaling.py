@@ -10,7 +10,10 @@ for this run; read each kernel's speed-up against them.
 Timing: each pair of runs times one call at 1 thread and one at 2 (the order
 swapped every pair, so drift and order hit both alike); the speed-up is the
 median of the per-pair ratios, which a shared machine's slow phases affect
-far less than a ratio of two separate medians.  Outputs are preallocated
+far less than a ratio of two separate medians.  Each timed call follows an
+untimed one at the same count: the second thread sleeps through a 1-thread
+call, and waking it costs 0.1-0.5 ms on this VM, which a kernel called in a
+loop pays once.  Outputs are preallocated
 (``out=``): the OS zeroes every page of a fresh array on first touch, ~4 ms
 for 33 MB here on one core whatever the thread count (arrays over 32 MiB are
 always fresh: glibc maps them anew on every allocation).
@@ -56,6 +59,7 @@ def paired_scaling(fn, pairs):
     for k in range(pairs):
         for threads in ((1, 2) if k % 2 == 0 else (2, 1)):
             set_threads(threads)
+            fn()  # untimed: wakes the pool that slept through the other count's call
             t = time.perf_counter()
             fn()
             times[threads].append(time.perf_counter() - t)
