@@ -9,15 +9,13 @@ holds both medians and the median per-pair speed-up, which report.py lists in
 a table of its own.  Before timing, a kernel's 1- and 2-thread results must be
 identical (every kernel writes disjoint memory) and equal the NumPy reference.
 """
-import time
-
 import numpy as np
 import pytest
 
 import fastconv
 from conftest import check, need, set_group
 from fastconv._threads import max_threads
-from thread_scaling import KERNELS, PROBES, kernels, memory_probes, set_threads
+from thread_scaling import KERNELS, PROBES, kernels, memory_probes, set_threads, time_pair
 
 PAIRS = 15
 
@@ -38,18 +36,9 @@ def _arrays(result):
 
 def _time_pairs(benchmark, impl, fn):
     times = {1: [], 2: []}
-
-    def one_pair():
-        for threads in (1, 2) if len(times[1]) % 2 == 0 else (2, 1):
-            set_threads(threads)
-            fn()  # untimed: wakes the pool that slept through the other count's call
-            start = time.perf_counter()
-            fn()
-            times[threads].append(time.perf_counter() - start)
-
     default = fastconv.get_num_threads()
     try:
-        benchmark.pedantic(one_pair, rounds=PAIRS, iterations=1)
+        benchmark.pedantic(time_pair, args=(fn, times), rounds=PAIRS, iterations=1)
     finally:
         set_threads(default)
     one, two = np.array(times[1]), np.array(times[2])

@@ -49,20 +49,24 @@ def set_threads(n):
     numba.set_num_threads(n)  # for the probes: fastconv sets Numba's count only once its backend is loaded
 
 
+def time_pair(fn, times):
+    """Time one call at each thread count into times[1] and times[2], the
+    order swapped every pair; each timed call follows an untimed one at the
+    same count (it wakes the pool that slept through the other count's call)."""
+    for threads in (1, 2) if len(times[1]) % 2 == 0 else (2, 1):
+        set_threads(threads)
+        fn()
+        start = time.perf_counter()
+        fn()
+        times[threads].append(time.perf_counter() - start)
+
+
 def paired_scaling(fn, pairs):
     """(median ms at 1 thread, median ms at 2 threads, median of per-pair
     1-thread/2-thread ratios, ratio of the two fastest runs)."""
-    for threads in (1, 2):  # warm-up: compile, first touch, wake the second thread
-        set_threads(threads)
-        fn()
     times = {1: [], 2: []}
-    for k in range(pairs):
-        for threads in ((1, 2) if k % 2 == 0 else (2, 1)):
-            set_threads(threads)
-            fn()  # untimed: wakes the pool that slept through the other count's call
-            t = time.perf_counter()
-            fn()
-            times[threads].append(time.perf_counter() - t)
+    for _ in range(pairs):
+        time_pair(fn, times)
     one, two = np.array(times[1]), np.array(times[2])
     return 1e3 * np.median(one), 1e3 * np.median(two), float(np.median(one / two)), one.min() / two.min()
 
