@@ -23,7 +23,7 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
     if (part == NULL) return FC_ERR_NOMEM;
     double *shift = part + 2 * c * blocks;
     for (int64_t ch = 0; ch < c; ++ch) shift[ch] = x[ch * s];
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
         double *pb = part + 2 * c * b;
         const int64_t end = fc_bn_block_begin(part, c, b, block, n);
@@ -61,7 +61,7 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
 int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const REAL *restrict b,
                           REAL *restrict out, int64_t n, int64_t c, int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL ak = a[p % c], bk = b[p % c];
         const REAL *xp = x + p * s;
@@ -80,7 +80,7 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
     const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
     double *part = malloc(sizeof(double) * 2 * c * blocks); /* per block: (a, b) per channel */
     if (part == NULL) return FC_ERR_NOMEM;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t bl = 0; bl < blocks; ++bl) {
         double *pb = part + 2 * c * bl;
         const int64_t end = fc_bn_block_begin(part, c, bl, block, n);
@@ -119,7 +119,7 @@ int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
                         const REAL *restrict k_0, REAL *restrict d_x, int64_t n, int64_t c,
                         int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const int64_t ch = p % c;
         const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch], m = mean[ch];

@@ -8,6 +8,14 @@
 /* Thread count used by every `omp parallel` region (set from Python). */
 extern int fc_nthreads;
 
+/* Threads for a parallel region over `work` elements (or multiply-adds):
+ * one below a grain of 32768 (PyTorch's at::internal::GRAIN_SIZE), where
+ * waking the sleeping second thread (~0.1 ms on a VM, OMP_WAIT_POLICY is
+ * PASSIVE) costs more than the whole loop.  Results do not depend on it:
+ * every kernel gives the same bits at any thread count. */
+#define FC_GRAIN 32768
+static inline int fc_threads_for(int64_t work) { return work < FC_GRAIN ? 1 : fc_nthreads; }
+
 /* Integer division rounding toward -inf / +inf, for b > 0 and any sign of a. */
 static inline int64_t fc_floor_div(int64_t a, int64_t b) {
     return a >= 0 ? a / b : -((-a + b - 1) / b);

@@ -150,7 +150,7 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
         return FC_ERR_SIZE;
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     int failed = 0;
-#pragma omp parallel num_threads(fc_nthreads)
+#pragma omp parallel num_threads(fc_threads_for(n * f * oh * ow * c * fh * fw))
     {
         REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
         REAL *plane = fc_alloc_lines(sizeof(REAL) * oh * s.owp);
@@ -295,7 +295,7 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
     if (part == NULL) return FC_ERR_NOMEM;
     int failed = 0;
     int64_t bad = 0;
-#pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
+#pragma omp parallel num_threads(fc_threads_for(n * f * pooled * nb * CONV_VEC)) reduction(+ : bad)
     {
         REAL *xp = malloc(sizeof(REAL) * c * s.hp * s.wp);
         REAL *table = fc_alloc_lines(sizeof(REAL) * oh * ow * nb * CONV_VEC);

@@ -200,7 +200,7 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
     }
     int failed = 0;
     int64_t bad = 0;
-#pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
+#pragma omp parallel num_threads(fc_threads_for(n * f * pooled * g.tp)) reduction(+ : bad)
     {
         REAL *xh = malloc(sizeof(REAL) * g.hp * g.wp * c);
         REAL *table = fc_alloc_lines(sizeof(REAL) * g.uh * g.uw * g.tp);
@@ -309,7 +309,7 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restri
     }
     int failed = 0;
     int64_t bad = 0;
-#pragma omp parallel num_threads(fc_nthreads) reduction(+ : bad)
+#pragma omp parallel num_threads(fc_threads_for(n * f * pooled * g.tp)) reduction(+ : bad)
     {
         REAL *dxh = malloc(sizeof(REAL) * g.hp * g.wp * c);
         REAL *dtab = fc_alloc_lines(sizeof(REAL) * positions * g.tp); /* patch gradients, one row per position */

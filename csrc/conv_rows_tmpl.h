@@ -25,7 +25,7 @@ int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, int64_t n, int64_
     const int64_t taps = c * fh * fw;
     const FN(wide_geom) g = {h + 2 * ph, w + 2 * pw, uh, uw, taps, taps, 0};
     int failed = 0;
-#pragma omp parallel num_threads(fc_nthreads)
+#pragma omp parallel num_threads(fc_threads_for(n * uh * uw * taps))
     {
         REAL *xh = malloc(sizeof(REAL) * g.hp * g.wp * c);
         if (xh == NULL) {
@@ -56,7 +56,7 @@ int FN(fc_rows_maxpool)(const REAL *restrict y, const REAL *restrict bias, REAL 
         return FC_ERR_SIZE;
     const int64_t pooled = poh * pow_;
     int failed = 0;
-#pragma omp parallel num_threads(fc_nthreads)
+#pragma omp parallel num_threads(fc_threads_for(n * uh * uw * f))
     {
         REAL *best = malloc(sizeof(REAL) * f);
         int64_t *at = malloc(sizeof(int64_t) * f);

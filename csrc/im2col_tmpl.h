@@ -28,7 +28,7 @@ int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col,
      * even when C*FH*FW is small (9 rows for a 1-channel 3x3 layer). */
     const int64_t group = fc_clamp(4096 / (oh * ow), 1, n);
     const int64_t groups = (n + group - 1) / group;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(rows * ncols)) schedule(static)
     for (int64_t t = 0; t < rows * groups; ++t) {
         const int64_t row = t / groups, g = t % groups;
         const int64_t j = row % fw, i = (row / fw) % fh, ch = row / (fw * fh);
@@ -88,7 +88,7 @@ int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x,
      * tasks then read each of the channel's FH*FW col rows onward from where
      * the last one stopped (streams the prefetcher keeps), instead of
      * jumping to another channel's rows (20 % slower on (128, 64, 32, 32)). */
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(c * fh * fw * ncols)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const int64_t img = p % n, ch = p / n;
         REAL *plane = x + (img * c + ch) * h * w;

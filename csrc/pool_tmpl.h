@@ -10,7 +10,7 @@ int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *rest
                        int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
     int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
     if (status != FC_OK) return status;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p)
         FN(maxpool_plane)(x + p * h * w, w, h, w, out + p * oh * ow, idx + p * oh * ow, kh, kw, sh, sw,
                           ph, pw, oh, ow);
@@ -25,7 +25,7 @@ static int FN(scatter)(const REAL *restrict vals, const int64_t *restrict idx, R
     if (n < 1 || c < 1 || h < 1 || w < 1 || oh < 1 || ow < 1) return FC_ERR_SIZE;
     const int64_t hw = h * w, ohw = oh * ow;
     int64_t bad = 0;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static) reduction(+ : bad)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static) reduction(+ : bad)
     for (int64_t p = 0; p < n * c; ++p) {
         REAL *plane = dst + p * hw;
         const REAL *v = vals + p * ohw;
@@ -62,7 +62,7 @@ int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw)); /* zero padding counts in the divisor */
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL *plane = x + p * h * w;
         REAL *o = out + p * oh * ow;
@@ -91,7 +91,7 @@ int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw));
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         REAL *plane = d_x + p * h * w;
         const REAL *g = d_out + p * oh * ow;
@@ -120,7 +120,7 @@ static inline int64_t FN(bin_end)(int64_t i, int64_t size, int64_t out) {
 int FN(fc_adaptive_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
                                 int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow) {
     if (n < 1 || c < 1 || h < 1 || w < 1 || oh < 1 || ow < 1) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL *plane = x + p * h * w;
         for (int64_t oy = 0; oy < oh; ++oy) {
@@ -151,7 +151,7 @@ int FN(fc_adaptive_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
 int FN(fc_adaptive_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
                                 int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow) {
     if (n < 1 || c < 1 || h < 1 || w < 1 || oh < 1 || ow < 1) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_nthreads) schedule(static)
+#pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         REAL *plane = d_x + p * h * w;
         memset(plane, 0, sizeof(REAL) * h * w);

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import TOL, assert_close
+from conftest import PARALLEL_MIN_WORK, TOL, assert_close
 import naive
 
 SHAPES = [(8, 3, 5, 5), (4, 2, 7, 3), (6, 5), (5, 4, 1, 1), (2, 3, 1, 1), (3, 1, 4, 4)]
@@ -140,12 +140,13 @@ def test_large_batches_use_bigger_blocks(backend, n):
     from fastconv._threads import max_threads
 
     rng = np.random.default_rng(8)
-    x = (rng.standard_normal((n, 3)) * 2 + 1).astype(np.float64)
+    x = (rng.standard_normal((n, 32)) * 2 + 1).astype(np.float64)
+    assert x.size >= PARALLEL_MIN_WORK  # else the C kernels run on one thread either way
     d_out = rng.standard_normal(x.shape)
-    gamma, beta = _params(3, np.float64)
+    gamma, beta = _params(32, np.float64)
 
     def run():
-        out, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), backend=backend)
+        out, cache = F.batch_norm_forward(x, gamma, beta, np.zeros(32), np.ones(32), backend=backend)
         return (out, *F.batch_norm_backward(d_out, cache))
 
     ref, mean, var = naive.batch_norm_train(x, gamma, beta, 1e-5)
@@ -154,7 +155,7 @@ def test_large_batches_use_bigger_blocks(backend, n):
     fastconv.set_num_threads(max_threads())
     many = run()
     assert_close(one[0], ref)
-    _, ref_cache = F.batch_norm_forward(x, gamma, beta, np.zeros(3), np.ones(3), backend="numpy")
+    _, ref_cache = F.batch_norm_forward(x, gamma, beta, np.zeros(32), np.ones(32), backend="numpy")
     for got, want in zip(one[1:], F.batch_norm_backward(d_out, ref_cache)):
         assert_close(got, want)
     for a, b in zip(one, many):

@@ -12,7 +12,7 @@ import fastconv.functional as F
 from fastconv import CNN, Conv2D, Dense, Flatten, MaxPool2D, Normalize, ReLU, SoftmaxCrossEntropy
 from fastconv.architectures import seed_cnn
 from fastconv.layers.fused import ConvPoolReLU, CroppedConv
-from conftest import TOL, assert_close
+from conftest import PARALLEL_MIN_WORK, TOL, assert_close
 import naive
 
 P = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
@@ -271,7 +271,9 @@ def test_schedule_fuses_and_crops_the_seed_network():
 def test_conv2d_maxpool_same_bits_at_any_thread_count(backend, channels):
     """The weight gradient sums fixed blocks of images in a fixed order; the
     input gradient is per image."""
-    x, w, b = _data((11, channels, 14, 13), 5, 3, np.float32, seed=3)
+    x, w, b = _data((16, channels, 14, 13), 24, 3, np.float32, seed=3)
+    # the smallest parallel loop, the pool over the GEMM's rows: 4 per pooled output
+    assert 4 * 16 * 24 * 6 * 5 >= PARALLEL_MIN_WORK  # else one thread either way
     results = []
     for threads in (1, 2):
         fastconv.set_num_threads(threads)

@@ -4,7 +4,7 @@ import pytest
 
 import fastconv
 from fastconv._threads import max_threads
-from conftest import assert_close
+from conftest import PARALLEL_MIN_WORK, assert_close
 import naive
 
 # (N, C, H, W), (FH, FW), stride, padding, dilation
@@ -96,8 +96,9 @@ def test_output_dtype_follows_input(backend, dtype):
 @pytest.mark.parametrize("fn", ["im2col", "col2im"])
 def test_same_result_at_one_and_many_threads(backend, fn):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, 5, 13, 11))
-    col = rng.standard_normal((5 * 9, 8 * 11 * 9))
+    x = rng.standard_normal((16, 5, 13, 11))
+    col = rng.standard_normal((5 * 9, 16 * 11 * 9))
+    assert col.size >= PARALLEL_MIN_WORK  # else the C kernels run on one thread either way
     run = {
         "im2col": lambda: fastconv.im2col(x, 3, 3, backend=backend),
         "col2im": lambda: fastconv.col2im(col, x.shape, 3, 3, backend=backend),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv.functional as F
-from conftest import assert_close
+from conftest import PARALLEL_MIN_WORK, assert_close
 import naive
 
 # (N, C, H, W), kernel, stride, padding
@@ -144,12 +144,13 @@ def test_pool_and_batchnorm_identical_at_one_and_many_threads(backend):
     from fastconv._threads import max_threads
 
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((8, 6, 13, 11)).astype(np.float32)
+    x = rng.standard_normal((16, 8, 26, 22)).astype(np.float32)
+    assert x.size >= PARALLEL_MIN_WORK  # else the C kernels run on one thread either way
 
     def run():
         out, idx = F.max_pool2d(x, 3, 2, 1, backend=backend)
-        bn, cache = F.batch_norm_forward(x, np.ones(6, np.float32), np.zeros(6, np.float32),
-                                         np.zeros(6, np.float32), np.ones(6, np.float32), backend=backend)
+        bn, cache = F.batch_norm_forward(x, np.ones(8, np.float32), np.zeros(8, np.float32),
+                                         np.zeros(8, np.float32), np.ones(8, np.float32), backend=backend)
         return (out, idx, F.max_pool2d_backward(out, idx, x.shape, backend=backend),
                 F.avg_pool2d_backward(out, x.shape, 3, 2, 1, backend=backend), bn,
                 *F.batch_norm_backward(x, cache))
