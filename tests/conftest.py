@@ -8,8 +8,9 @@ from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load
 
 # Tolerances: float64 must match the reference to rounding, float32 to ~1e-5.
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
-# csrc/common.h FC_GRAIN: the C kernels run loops over less work than this on
-# one thread, so a test comparing 1 and 2 threads gives every kernel at least this.
+# csrc/common.h FC_GRAIN and numba_kernels.GRAIN: the C kernels run loops over
+# less work than this on one thread, the Numba kernels calls whose arrays hold
+# fewer elements; a test comparing 1 and 2 threads gives every kernel more.
 PARALLEL_MIN_WORK = 32768
 
 

@@ -271,9 +271,10 @@ def test_schedule_fuses_and_crops_the_seed_network():
 def test_conv2d_maxpool_same_bits_at_any_thread_count(backend, channels):
     """The weight gradient sums fixed blocks of images in a fixed order; the
     input gradient is per image."""
-    x, w, b = _data((16, channels, 14, 13), 24, 3, np.float32, seed=3)
-    # the smallest parallel loop, the pool over the GEMM's rows: 4 per pooled output
-    assert 4 * 16 * 24 * 6 * 5 >= PARALLEL_MIN_WORK  # else one thread either way
+    x, w, b = _data((32, channels, 14, 13), 24, 3, np.float32, seed=3)
+    # the smallest parallel work: C's pool over the GEMM's rows (4 per pooled
+    # output), Numba's calls on x, out and indices (out's shape: 32, 24, 6, 5)
+    assert min(4 * 32 * 24 * 6 * 5, x.size + 2 * 32 * 24 * 6 * 5) >= PARALLEL_MIN_WORK
     results = []
     for threads in (1, 2):
         fastconv.set_num_threads(threads)

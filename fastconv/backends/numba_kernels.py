@@ -226,6 +226,9 @@ def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
             o += uint64(ow)
 
 
+_maxpool_fwd = maxpool_fwd  # the jitted kernel for conv_maxpool_fwd (the public name gets a wrapper below)
+
+
 @njit
 def _scatter(vals, idx, dst, n, c, h, w, oh, ow, add):
     """Scatter values to plane positions (add or assign); returns the number
@@ -487,7 +490,7 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
                         s = uint64(((img * c + ch) * h + oy * sh + i * dh - ph) * w + j * dw - pw + lo * sw)
                         for k in range(uint64(hi - lo)):
                             cf[d + k] += wv * xf[s + k * usw]
-    maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
+    _maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
 
 
 @njit
@@ -728,3 +731,39 @@ def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, f
         v = g if first else m * mf[k] + g
         mf[k] = v
         vf[k] -= lr_ * (g + m * v if nesterov else v)
+
+
+
+# ---------------------------------------------------------- small calls
+# A parallel loop wakes the sleeping second thread: an empty 2-thread prange
+# took ~90 us here, 1 us on one thread.  As the C kernels (FC_GRAIN in
+# csrc/common.h), a call whose arrays hold fewer than GRAIN elements runs on
+# the calling thread alone; results do not depend on the thread count.
+GRAIN = 32768
+_PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpool", "avgpool_fwd",
+                     "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
+                     "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
+                     "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input")
+
+
+def _one_thread_when_small(kernel):
+    def call(*args):
+        threads = numba.get_num_threads()
+        if threads == 1 or sum(a.size for a in args if isinstance(a, np.ndarray)) >= GRAIN:
+            return kernel(*args)
+        numba.set_num_threads(1)
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
+
+    call.__name__ = kernel.__name__
+    call.__doc__ = kernel.__doc__
+    call.kernel = kernel  # the jitted (or plain) function itself
+    return call
+
+
+for _name in _PARALLEL_KERNELS:
+    globals()[_name] = _one_thread_when_small(globals()[_name])
+del _name
+
