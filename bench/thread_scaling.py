@@ -13,10 +13,10 @@ median of the per-pair ratios, which a shared machine's slow phases affect
 far less than a ratio of two separate medians.  Each timed call follows an
 untimed one at the same count: the second thread sleeps through a 1-thread
 call, and waking it costs 0.1-0.5 ms on this VM, which a kernel called in a
-loop pays once.  Outputs are preallocated
-(``out=``): the OS zeroes every page of a fresh array on first touch, ~4 ms
-for 33 MB here on one core whatever the thread count (arrays over 32 MiB are
-always fresh: glibc maps them anew on every allocation).
+loop pays once.  Outputs are preallocated (``out=``): the OS zeroes every
+page of a fresh array on first touch, ~4 ms for 33 MB here on one core
+whatever the thread count (arrays over 32 MiB are always fresh: glibc maps
+them anew on every allocation).
 
     python bench/thread_scaling.py [--backend c|numba] [--pairs 30]
 """

@@ -9,10 +9,10 @@ static int64_t fc_bn_block(int64_t n) {
     return per_256 > 4 ? per_256 : 4;
 }
 
-/* Block b's images are [b * block, the returned end); its partial sums (two
- * per channel) are zeroed. */
-static int64_t fc_bn_block_begin(double *part, int64_t c, int64_t b, int64_t block, int64_t n) {
-    for (int64_t k = 0; k < 2 * c; ++k) part[2 * c * b + k] = 0;
+/* Block b's images are [b * block, the returned end); its partial sums pb
+ * (two per channel) are zeroed. */
+static int64_t fc_bn_block_begin(double *pb, int64_t c, int64_t b, int64_t block, int64_t n) {
+    for (int64_t k = 0; k < 2 * c; ++k) pb[k] = 0;
     return (b + 1) * block < n ? (b + 1) * block : n;
 }
 

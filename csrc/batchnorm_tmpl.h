@@ -26,7 +26,7 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
         double *pb = part + 2 * c * b;
-        const int64_t end = fc_bn_block_begin(part, c, b, block, n);
+        const int64_t end = fc_bn_block_begin(pb, c, b, block, n);
         for (int64_t img = b * block; img < end; ++img)
             for (int64_t ch = 0; ch < c; ++ch) {
                 const REAL *p = x + (img * c + ch) * s;
@@ -83,7 +83,7 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t bl = 0; bl < blocks; ++bl) {
         double *pb = part + 2 * c * bl;
-        const int64_t end = fc_bn_block_begin(part, c, bl, block, n);
+        const int64_t end = fc_bn_block_begin(pb, c, bl, block, n);
         for (int64_t img = bl * block; img < end; ++img)
             for (int64_t ch = 0; ch < c; ++ch) {
                 const REAL *g = d_out + (img * c + ch) * s;
