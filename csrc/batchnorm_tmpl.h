@@ -50,7 +50,9 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
         const double m = s1 / count;
         double v = s2 / count - m * m;
         mean[ch] = (REAL)(shift[ch] + m);
-        var[ch] = (REAL)(v > 0 ? v : 0);
+        /* rounding can make v slightly negative: clamp it, but let NaN through
+         * (an exploding run must show NaN, as PyTorch does) */
+        var[ch] = (REAL)(v < 0 ? 0 : v);
     }
     free(part);
     return FC_OK;

@@ -20,7 +20,8 @@ static int FN(check_pool_sizes)(int64_t n, int64_t c, int64_t h, int64_t w, int6
 }
 
 /* True when v beats the current best: larger, or the first NaN (NaN
- * propagates, as in PyTorch); ties keep the earlier element. */
+ * propagates; the first NaN in window order wins, a policy of fastconv --
+ * PyTorch keeps the last); ties keep the earlier element. */
 static inline int FN(beats)(REAL v, REAL best) {
     return v > best || (v != v && best == best);
 }

@@ -10,6 +10,14 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# What the kernels can index.  They do their size arithmetic in int64 (and
+# size_t for scratch buffers), so every geometry integer is capped at INT32
+# range and every product of sizes a kernel forms (array elements, work) at
+# MAX_ELEMENTS, far beyond any memory yet small enough that bytes and offsets
+# derived from it cannot overflow.  Checked here, once, in Python.
+MAX_SIZE = 2**31 - 1
+MAX_ELEMENTS = 2**56
+
 
 def float_array(x, name: str, ndim=None, layout: str = "") -> np.ndarray:
     """Return ``x`` as a C-contiguous float32/float64 array, checking ``ndim``.
@@ -21,6 +29,7 @@ def float_array(x, name: str, ndim=None, layout: str = "") -> np.ndarray:
         if not hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
             raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
         x = np.asarray(x)
+    not_empty(x, name)
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} has dtype {x.dtype}; fastconv works on float32 or float64 arrays: "
@@ -40,6 +49,25 @@ def float_array(x, name: str, ndim=None, layout: str = "") -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def not_empty(x: np.ndarray, name: str) -> None:
+    """Refuse arrays with a zero-length axis (an empty batch, an H of 0)."""
+    if x.size == 0:
+        axis = x.shape.index(0) if 0 in x.shape else 0
+        raise ValueError(f"{name} is empty: shape {x.shape} has length 0 on axis {axis}; "
+                         f"fastconv computes on at least one sample with non-empty axes")
+
+
+def within_index_range(what: str, *factors: int) -> None:
+    """Refuse a size product (elements of an array or of a kernel's work) the
+    kernels' int64 arithmetic cannot hold (see MAX_ELEMENTS)."""
+    total = 1
+    for f in factors:
+        total *= int(f)
+    if total > MAX_ELEMENTS:
+        raise ValueError(f"{what} would need {total:.3e} elements, more than fastconv's kernels can "
+                         f"index ({MAX_ELEMENTS:.3e}); check the sizes, strides and padding")
+
+
 def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.dtype != b.dtype:
         raise TypeError(
@@ -47,12 +75,14 @@ def same_dtype(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
         )
 
 
-def positive_int(v, name: str, minimum: int = 1) -> int:
+def positive_int(v, name: str, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
     if v < minimum:
         bound = "positive" if minimum == 1 else f">= {minimum}"
         raise ValueError(f"{name} must be {bound}, got {v}")
+    if v > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {v}")
     return int(v)
 
 
@@ -75,6 +105,9 @@ def shape4(shape, name: str) -> tuple[int, int, int, int]:
 def conv_output_size(h, w, fh, fw, stride, padding, dilation, what="kernel"):
     """``OH = (H + 2*ph - dh*(FH-1) - 1)//sh + 1`` (and OW), checked to be >= 1."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if h < 1 or w < 1:
+        raise ValueError(f"the input's spatial size is ({h}, {w}); H and W must be at least 1 "
+                         f"(padding does not make an empty input valid)")
     span_h, span_w = dh * (fh - 1) + 1, dw * (fw - 1) + 1
     if span_h > h + 2 * ph or span_w > w + 2 * pw:
         raise ValueError(
@@ -82,7 +115,10 @@ def conv_output_size(h, w, fh, fw, stride, padding, dilation, what="kernel"):
             f"larger than the padded input ({h + 2 * ph}, {w + 2 * pw}) "
             f"[input ({h}, {w}), padding ({ph}, {pw})]; use a smaller {what} or more padding"
         )
-    return (h + 2 * ph - span_h) // sh + 1, (w + 2 * pw - span_w) // sw + 1
+    oh, ow = (h + 2 * ph - span_h) // sh + 1, (w + 2 * pw - span_w) // sw + 1
+    within_index_range(f"a padded input plane of ({h + 2 * ph}, {w + 2 * pw})", h + 2 * ph, w + 2 * pw)
+    within_index_range(f"an output plane of ({oh}, {ow}) with a ({fh}, {fw}) {what}", oh, ow, fh, fw)
+    return oh, ow
 
 
 def out_array(out, shape, dtype, name: str = "out", inputs=None) -> np.ndarray:

@@ -2,84 +2,139 @@
 summary(), predict(), save() and load_model()."""
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
-import zipfile
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ._npz import read_npz, write_npz
 from .backends import get_backend
-from .layers.base import LAYER_REGISTRY, Layer
+from .layers.activations import ReLU
+from .layers.base import LAYER_REGISTRY, Layer, grad_name
+from .layers.conv import Conv2D
 from .layers.fused import ConvPoolReLU, CroppedConv, fusable
+from .layers.pooling import MaxPool2D
 
 FORMAT = "fastconv.model"
 FORMAT_VERSION = 1
 _META_KEY = "__fastconv_model__"
 
 
+class FusionRule(NamedTuple):
+    """One entry of the fusion table: layers of exactly these fastconv classes
+    (``type(layer) is cls``: a user's class or subclass never matches), in a
+    row, where ``legal(*layers)`` allows it: the first ``consumes`` of them are
+    replaced by the stages ``build(*layers)`` returns."""
+
+    name: str
+    pattern: tuple
+    legal: Callable[..., bool]
+    build: Callable[..., list]
+    consumes: int
+
+
+# Applied in order, each over the result of the previous one.
+FUSION_TABLE = (
+    # max(relu(x)) == relu(max(x)) (also with -inf padding) and the gradients
+    # are identical, but the ReLU then touches a 4x smaller tensor (2x2 pool).
+    FusionRule("pool before relu", (ReLU, MaxPool2D), lambda r, p: True, lambda r, p: [p, r], 2),
+    # the convolution's full output and its dense gradient never reach memory
+    # where the backend's fused kernels are its fast path (layers/fused.py)
+    FusionRule("conv+pool+relu", (Conv2D, MaxPool2D, ReLU), lambda c, p, r: fusable(c, p),
+               lambda c, p, r: [ConvPoolReLU(c, p, r)], 3),
+    # an unpadded conv before an unpadded pool computes only the rows and
+    # columns the pool reads (a no-op crop when it reads everything)
+    FusionRule("cropped conv", (Conv2D, MaxPool2D),
+               lambda c, p: c.padding == (0, 0) and p.padding == (0, 0),
+               lambda c, p: [CroppedConv(c, p)], 1),
+)
+
+
+def plan(layers, table=FUSION_TABLE) -> tuple[list, set]:
+    """(stages, ids of the layers that do not run as themselves) for ``layers``."""
+    stages, rewritten = list(layers), set()
+    for rule in table:
+        out, i, k = [], 0, len(rule.pattern)
+        while i < len(stages):
+            group = stages[i:i + k]
+            if (len(group) == k and all(type(s) is cls for s, cls in zip(group, rule.pattern))
+                    and rule.legal(*group)):
+                out += rule.build(*group)
+                rewritten.update(id(layer) for layer in group[:rule.consumes])
+                i += rule.consumes
+            else:
+                out.append(stages[i])
+                i += 1
+        stages = out
+    return stages, rewritten
+
+
 class CNN(Layer):
     """A stack of layers: forward in order, backward in reverse,
-    update_params(lr) takes a plain SGD step on every parameter."""
+    update_params(lr) takes a plain SGD step on every parameter.
 
-    def __init__(self, layers):
+    ``layers`` may hold fastconv layers and any object of one's own with
+    ``forward(x)`` and ``backward(d_out)`` (its ``weights``/``bias`` with
+    ``d_weights``/``d_bias`` count as parameters).  With ``fuse=True`` (the
+    default) runs of fastconv layers listed in FUSION_TABLE execute as fused
+    stages; the results and gradients are the same.  After such a forward,
+    ``model.backward`` is the way back: a fused layer's own ``backward``
+    refuses with a message (build with ``fuse=False`` to call each layer's
+    backward by hand, as the guides' container does)."""
+
+    def __init__(self, layers, fuse: bool = True):
         super().__init__()
         self.layers = list(layers)
+        self.fuse = bool(fuse)
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} is {type(layer).__name__}, not a fastconv Layer")
+            if not isinstance(layer, Layer) and not (
+                    callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
+                raise TypeError(f"layer {i} is {type(layer).__name__}: expected a fastconv Layer or an "
+                                f"object with forward(x) and backward(d_out) methods")
 
     def children(self):
-        return [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+        return [(f"layers.{i}", layer) for i, layer in enumerate(self.layers) if isinstance(layer, Layer)]
+
+    def parameters(self, prefix: str = ""):
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Layer):
+                yield from layer.parameters(f"{prefix}layers.{i}.")
+            else:  # a user's own layer: the guides' weights/bias with d_weights/d_bias
+                for name in ("weights", "bias"):
+                    value, grad = getattr(layer, name, None), getattr(layer, grad_name(name), None)
+                    if isinstance(value, np.ndarray) and isinstance(grad, np.ndarray):
+                        yield f"{prefix}layers.{i}.{name}", value, grad
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for layer in self.layers:
+            if not isinstance(layer, Layer) and callable(getattr(layer, "train", None)):
+                layer.train(mode)
+        return self
 
     def _schedule(self):
-        """Execution order, rebuilt only when the layer list changes.
-
-        * A ReLU directly followed by a MaxPool2D runs as pool-then-ReLU.
-          ReLU commutes with max (max(relu(x)) == relu(max(x)), also with
-          -inf padding) and the gradients w.r.t. x are identical, but the ReLU
-          then touches a 4x smaller tensor (2x2 pool) in both passes.
-        * A Conv2D (groups 1) followed by that pool (no padding) and ReLU runs
-          as one ConvPoolReLU stage where the backend's fused kernels are its
-          fast path (layers/fused.py): the convolution's full output or its
-          dense gradient never reach memory; gradients come from the winners.
-        * Any other unpadded Conv2D before an unpadded MaxPool2D gets only the
-          input rows and columns whose outputs the pool reads (CroppedConv)."""
-        # fusion depends on the backend, which set_backend may change
-        key = (get_backend(), *map(id, self.layers))
-        if getattr(self, "_order_key", None) == key:
-            return self._order
-        order, i = [], 0
-        while i < len(self.layers):
-            layer = self.layers[i]
-            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-            if type(layer).__name__ == "ReLU" and type(nxt).__name__ == "MaxPool2D":
-                order += [nxt, layer]
-                i += 2
+        """The stages forward runs (see FUSION_TABLE), rebuilt only when the
+        layer list, ``fuse`` or the backend (fusion depends on it) changes."""
+        key = (self.fuse, get_backend(), *map(id, self.layers))
+        if getattr(self, "_order_key", None) != key:
+            if self.fuse:
+                self._order, self._rewritten = plan(self.layers)
             else:
-                order.append(layer)
-                i += 1
-        fused, i = [], 0
-        while i < len(order):
-            conv, pool, relu = (order[i:i + 3] + [None, None])[:3]
-            if (type(conv).__name__, type(pool).__name__, type(relu).__name__) == (
-                    "Conv2D", "MaxPool2D", "ReLU") and fusable(conv, pool):
-                fused.append(ConvPoolReLU(conv, pool, relu))
-                i += 3
-            elif (type(conv).__name__, type(pool).__name__) == ("Conv2D", "MaxPool2D") and (
-                    conv.padding == (0, 0) and pool.padding == (0, 0)):
-                fused.append(CroppedConv(conv, pool))  # a no-op crop when the pool reads everything
-                i += 1
-            else:
-                fused.append(order[i])
-                i += 1
-        self._order_key, self._order = key, fused
-        return fused
+                self._order, self._rewritten = list(self.layers), set()
+            self._order_key = key
+        return self._order
 
     def forward(self, x):
-        for stage in self._schedule():
+        stages = self._schedule()
+        for stage in stages:
             x = stage.forward(x)
+        # layers that ran inside a fused or reordered stage now hold caches
+        # their own backward must not use: mark them (cleared by their forward)
+        for layer in self.layers:
+            if id(layer) in self._rewritten:
+                layer._fused_into = "CNN.forward"
         return x
 
     def backward(self, d_out, input_grad=True):
@@ -94,15 +149,16 @@ class CNN(Layer):
         stop = 0
         if not input_grad:
             stop = next((k for k, s in enumerate(order) if _has_params(s)), len(order))
-        for k in range(len(order) - 1, stop - 1, -1):
-            stage = order[k]
-            if k == stop and not input_grad:
-                if hasattr(stage, "backward_params_only"):
-                    stage.backward_params_only(d_out)
-                else:
-                    stage.backward(d_out)
-                return None
-            d_out = stage.backward(d_out)
+        with _fused_backward(self.layers, self._rewritten):
+            for k in range(len(order) - 1, stop - 1, -1):
+                stage = order[k]
+                if k == stop and not input_grad:
+                    if hasattr(stage, "backward_params_only"):
+                        stage.backward_params_only(d_out)
+                    else:
+                        stage.backward(d_out)
+                    return None
+                d_out = stage.backward(d_out)
         return d_out if input_grad else None
 
     def update_params(self, lr):
@@ -157,25 +213,36 @@ class CNN(Layer):
 
 
 def _has_params(stage) -> bool:
-    layers = stage.layers if isinstance(stage, (ConvPoolReLU, CroppedConv)) else (stage,)
-    return any(True for layer in layers for _ in layer.parameters())
+    layers = getattr(stage, "layers", (stage,)) if not isinstance(stage, CNN) else (stage,)
+    for layer in layers:
+        if isinstance(layer, Layer):
+            if any(True for _ in layer.parameters()):
+                return True
+        elif any(isinstance(getattr(layer, n, None), np.ndarray) for n in ("weights", "bias")):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _fused_backward(layers, rewritten):
+    """While CNN.backward runs its stages, the layers it rewrote may run their
+    own backward (a reordered pool and ReLU do): lift their mark meanwhile."""
+    marked = [layer for layer in layers if id(layer) in rewritten]
+    for layer in marked:
+        layer._fused_into = None
+    try:
+        yield
+    finally:
+        for layer in marked:
+            layer._fused_into = "CNN.forward"
 
 
 Sequential = CNN
 
 
 def atomic_save_npz(path, arrays: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``arrays`` to ``path`` atomically (see fastconv._npz.write_npz)."""
+    write_npz(path, arrays)
 
 
 def model_arrays(model) -> dict[str, np.ndarray]:
@@ -185,36 +252,50 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     return arrays
 
 
-def build_layer(spec: dict) -> Layer:
-    cls = LAYER_REGISTRY.get(spec.get("class"))
+def build_layer(spec) -> Layer:
+    if not isinstance(spec, dict):
+        raise ValueError(f"a layer entry must be an object with 'class' and 'config', got {spec!r:.80}")
+    name = spec.get("class")
+    cls = LAYER_REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown layer class {spec.get('class')!r}")
-    return cls(**spec.get("config", {}))
+        raise ValueError(f"unknown layer class {name!r:.80}")
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"the config of layer {name} must be an object, got {config!r:.80}")
+    return cls(**config)
 
 
 def read_model_file(path):
     """(metadata dict, {name: array}) of a saved model; ValueError naming the
     file and the problem for anything that is not one."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if _META_KEY not in data.files:
-                raise ValueError(f"{path} is not a fastconv model: it has no {_META_KEY} entry")
-            meta = json.loads(str(data[_META_KEY]))
-            arrays = {k: data[k] for k in data.files if k != _META_KEY}
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable fastconv model (corrupt or truncated?): {exc}") from None
-    except ValueError as exc:
-        if str(path) in str(exc):
-            raise
-        raise ValueError(f"{path} is not a readable fastconv model: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a fastconv model (format {meta.get('format')!r})")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer fastconv (format version {meta['version']})")
+    arrays = read_npz(path, "fastconv model")
+    if _META_KEY not in arrays:
+        raise ValueError(f"{path} is not a fastconv model: it has no {_META_KEY} entry")
+    meta = parse_json_entry(arrays.pop(_META_KEY), path, "model metadata")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastconv model (format {meta.get('format')!r:.80})")
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path}: the model format version is {version!r:.80}; expected an integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer fastconv (format version {version})")
+    if not isinstance(meta.get("architecture"), dict):
+        raise ValueError(f"{path}: the model metadata has no architecture object")
     return meta, arrays
+
+
+def parse_json_entry(array, path, what: str) -> dict:
+    """The JSON object stored as a 0-d string array (model metadata, checkpoint state)."""
+    if array.shape != () or array.dtype.kind != "U":
+        raise ValueError(f"{path}: the {what} is not a JSON string (dtype {array.dtype}, shape {array.shape})")
+    try:
+        value = json.loads(str(array))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the {what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: the {what} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def load_model(path) -> CNN:
@@ -227,14 +308,19 @@ def build_model(architecture: dict, arrays: dict, path) -> CNN:
     """A CNN from its saved architecture, filled with ``arrays`` (keys as in
     model_arrays); ValueError naming ``path`` if they do not fit."""
     try:
-        model = CNN([build_layer(spec) for spec in architecture["layers"]])
-    except (KeyError, TypeError, ValueError) as exc:
+        specs = architecture["layers"]
+        if not isinstance(specs, list):
+            raise ValueError(f"'layers' must be a list, got {type(specs).__name__}")
+        model = CNN([build_layer(spec) for spec in specs])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: cannot rebuild the architecture: {exc}") from None
     targets = model_arrays(model)
     missing = sorted(set(targets) - set(arrays))
     if missing:
         raise ValueError(f"{path}: missing arrays {missing[:5]}")
     for key, target in targets.items():
+        if not isinstance(arrays[key], np.ndarray) or arrays[key].dtype.kind not in "iuf":
+            raise ValueError(f"{path}: {key} is not a numeric array")
         if arrays[key].shape != target.shape:
             raise ValueError(f"{path}: {key} has shape {arrays[key].shape}, the architecture needs {target.shape}")
         target[...] = arrays[key]

@@ -14,7 +14,41 @@ import numpy as np
 from . import backends
 
 
+def _scalar(v, key: str) -> float:
+    arr = np.asarray(v)
+    if arr.shape != () or arr.dtype.kind not in "iuf":
+        raise ValueError(f"optimizer state {key!r} must be a number, got {arr.dtype} of shape {arr.shape}")
+    return float(arr)
+
+
+def _check_param(name: str, value, grad) -> None:
+    """A parameter and its gradient as the update kernels need them: float
+    arrays of one shape and dtype (a gradient of another shape, even of the
+    same size, is a bug upstream, not something to apply)."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+        raise TypeError(f"parameter {name!r} must be a float NumPy array, got {type(value).__name__}"
+                        + (f" of dtype {value.dtype}" if isinstance(value, np.ndarray) else ""))
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"gradient of {name!r} must be a NumPy array, got {type(grad).__name__}")
+    if grad.shape != value.shape:
+        raise ValueError(f"gradient of {name!r} has shape {grad.shape}; expected the parameter's shape {value.shape}")
+    if grad.dtype != value.dtype:
+        raise TypeError(f"gradient of {name!r} has dtype {grad.dtype}; expected the parameter's dtype {value.dtype}")
+    if not value.flags.writeable:
+        raise ValueError(f"parameter {name!r} is read-only; the optimizer updates it in place")
+
+
+def _check_slot(key: str, arr, value: np.ndarray) -> None:
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+        raise ValueError(f"optimizer state {key!r} must be a numeric array, got {type(arr).__name__}"
+                         + (f" of dtype {arr.dtype}" if isinstance(arr, np.ndarray) else ""))
+    if arr.shape != value.shape:
+        raise ValueError(f"optimizer state {key!r} has shape {arr.shape}; its parameter has shape {value.shape}")
+
+
 class Optimizer:
+    slots: tuple[str, ...] = ()  # names of the per-parameter state arrays
+
     def __init__(self, params, lr):
         if not lr >= 0:
             raise ValueError(f"learning rate must be >= 0, got {lr}")
@@ -40,7 +74,11 @@ class Optimizer:
     def step(self):
         self.steps += 1
         for name, value, grad in self.parameters():
-            self._update(self.state.setdefault(name, {}), value, grad)
+            _check_param(name, value, grad)
+            state = self.state.setdefault(name, {})
+            for slot, arr in state.items():  # state may come from a file: never trust its shape
+                _check_slot(f"{name}/{slot}", arr, value)
+            self._update(state, value, grad)
 
     def _update(self, state, value, grad):
         raise NotImplementedError
@@ -53,19 +91,46 @@ class Optimizer:
         return flat
 
     def load_state_dict(self, flat: dict) -> None:
-        self.steps = int(flat["__steps__"])
-        self.lr = float(flat["__lr__"])
-        self.state = {}
+        """Restore what state_dict() wrote.  The arrays are untrusted (a
+        checkpoint file): each must name a parameter of this optimizer and
+        have its shape; they are stored as copies in the parameter's dtype.
+        Raises ValueError naming the offending entry; nothing is changed then."""
+        if not hasattr(flat, "keys"):
+            raise TypeError(f"optimizer state must be a mapping of arrays, got {type(flat).__name__}")
+        for key in ("__steps__", "__lr__"):
+            if key not in flat:
+                raise ValueError(f"optimizer state lacks {key!r}; expected what state_dict() returns")
+        steps, lr = _scalar(flat["__steps__"], "__steps__"), _scalar(flat["__lr__"], "__lr__")
+        if steps != int(steps) or steps < 0:
+            raise ValueError(f"optimizer state '__steps__' is {steps}; expected a step count >= 0")
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"optimizer state '__lr__' is {lr}; expected a finite learning rate >= 0")
+        params = {name: value for name, value, _ in self.parameters()}
+        state: dict[str, dict[str, np.ndarray]] = {}
         for key, arr in flat.items():
             if key.startswith("__"):
                 continue
-            name, slot = key.rsplit("/", 1)
-            self.state.setdefault(name, {})[slot] = np.array(arr)
+            name, _, slot = str(key).rpartition("/")
+            if name not in params:
+                raise ValueError(f"optimizer state entry {key!r} names no parameter of this model "
+                                 f"(parameters: {', '.join(list(params)[:6])}, ...)")
+            if slot not in self.slots:
+                raise ValueError(f"optimizer state entry {key!r}: {type(self).__name__} keeps "
+                                 f"{', '.join(self.slots) or 'no state'}, not {slot!r}")
+            _check_slot(key, arr, params[name])
+            state.setdefault(name, {})[slot] = np.array(arr, dtype=params[name].dtype)
+        for name, slots in state.items():
+            if set(slots) != set(self.slots):
+                raise ValueError(f"optimizer state of {name!r} has {sorted(slots)}; "
+                                 f"{type(self).__name__} needs all of {list(self.slots)}")
+        self.steps, self.lr, self.state = int(steps), float(lr), state
 
 
 class SGD(Optimizer):
     """SGD with optional (Nesterov) momentum and L2 weight decay, PyTorch's
     update: v = momentum*v + g; p -= lr * (g + momentum*v if nesterov else v)."""
+
+    slots = ("velocity",)
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
@@ -84,6 +149,8 @@ class SGD(Optimizer):
         if self.momentum and first:
             state["velocity"] = np.empty_like(value)
         velocity = state.get("velocity", value)  # unused without momentum
+        if velocity.dtype != value.dtype or not velocity.flags.c_contiguous:
+            kernels = backends.load("numpy")
         kernels.sgd_update(value, grad, velocity, value.size, self.lr, self.momentum,
                                           self.weight_decay, int(self.nesterov), int(first))
 
@@ -93,6 +160,7 @@ class Adam(Optimizer):
     the gradient (use AdamW for decoupled decay)."""
 
     decoupled = False
+    slots = ("m", "v")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)

@@ -20,13 +20,35 @@ from . import __version__, _threads, backends, datasets
 from .architectures import ARCHITECTURES
 from .augment import batches, random_shift
 from .losses import SoftmaxCrossEntropy
-from .model import atomic_save_npz, build_model, model_arrays
+from ._npz import read_npz
+from .model import atomic_save_npz, build_model, model_arrays, parse_json_entry
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
 CHECKPOINT = "checkpoint.npz"
 
 
+# Options that define a run; a resumed run takes them from its checkpoint.
+SETTINGS = ("dataset", "arch", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+            "schedule", "seed", "augment", "limit")
+
+
 def parse_args(argv=None):
+    """The options, with ``args.given``: the names the command line set explicitly."""
+    p = _parser()
+    args = p.parse_args(argv)
+    quiet = _parser()
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    args.given = sorted(vars(quiet.parse_args(argv)))
+    if args.lr is None:
+        args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def _parser():
     p = argparse.ArgumentParser(prog="python -m fastconv.train", description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=sorted(datasets.SPECS), default="mnist")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed")
@@ -51,13 +73,22 @@ def parse_args(argv=None):
                    help="stop after this epoch, leaving the checkpoint (as an interrupted run would)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    args = p.parse_args(argv)
-    if args.lr is None:
-        args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    return p
+
+
+def take_checkpoint_settings(args, saved: dict, checkpoint: Path) -> None:
+    """A resumed run takes its settings (SETTINGS) and output directory from
+    the checkpoint; an option given explicitly with another value is an error."""
+    for key in SETTINGS:
+        if key not in saved:
+            continue
+        if key in args.given and getattr(args, key) != saved[key]:
+            flag = "--" + key.replace("_", "-")
+            sys.exit(f"--resume: the checkpoint was made with {flag} {saved[key]!r}, this command gives "
+                     f"{getattr(args, key)!r}; a resumed run keeps its settings (leave {flag} out)")
+        setattr(args, key, saved[key])
+    if "out" not in args.given:
+        args.out = str(checkpoint.parent)
 
 
 def make_optimizer(args, model):
@@ -150,15 +181,18 @@ def save_checkpoint(path, model, optimizer, schedule, state):
 
 
 def load_checkpoint(path):
+    """(state dict, model, optimizer state) of a checkpoint; ValueError naming
+    the file for anything that is not a readable one (untrusted input)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "__checkpoint__" not in data.files:
-                raise ValueError(f"{path} is not a fastconv training checkpoint")
-            state = json.loads(str(data["__checkpoint__"]))
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, EOFError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
+    arrays = read_npz(path, "fastconv training checkpoint")
+    if "__checkpoint__" not in arrays:
+        raise ValueError(f"{path} is not a fastconv training checkpoint")
+    state = parse_json_entry(arrays.pop("__checkpoint__"), path, "checkpoint state")
+    for key, kind in (("architecture", dict), ("args", dict), ("history", list), ("epoch", int),
+                      ("schedule_step", int)):
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise ValueError(f"{path}: the checkpoint state's {key!r} is {state.get(key)!r:.80}; "
+                             f"expected a {kind.__name__}")
     model = build_model(state["architecture"], arrays, path)
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
     return state, model, opt_state
@@ -223,6 +257,9 @@ def main(argv=None):
         _threads.set_num_threads(args.threads)
     if args.backend is not None:
         backends.set_backend(args.backend)
+    if args.resume:
+        state, model, opt_state = load_checkpoint(args.resume)
+        take_checkpoint_settings(args, state["args"], Path(args.resume))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -240,12 +277,6 @@ def main(argv=None):
 
     history, start_epoch = [], 0
     if args.resume:
-        state, model, opt_state = load_checkpoint(args.resume)
-        for key in ("dataset", "arch", "epochs", "batch_size", "optimizer", "lr", "schedule", "seed",
-                    "augment", "limit"):
-            if state["args"].get(key) != getattr(args, key):
-                sys.exit(f"--resume: the checkpoint was made with {key}={state['args'].get(key)!r}, "
-                         f"this run has {getattr(args, key)!r}; use the same settings")
         history, start_epoch = state["history"], state["epoch"]
         print(f"resuming after epoch {start_epoch} from {args.resume}")
     else:

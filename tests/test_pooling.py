@@ -139,7 +139,7 @@ def test_non_contiguous_inputs(backend, dtype):
                  naive.avg_pool2d(np.ascontiguousarray(x), (3, 3), (1, 1), (1, 1)))
 
 
-def test_pool_and_batchnorm_identical_at_one_and_many_threads(backend):
+def test_pool_and_batchnorm_identical_at_one_and_many_threads(fast_backend):
     import fastconv
     from fastconv._threads import max_threads
 
@@ -148,11 +148,11 @@ def test_pool_and_batchnorm_identical_at_one_and_many_threads(backend):
     assert x.size >= PARALLEL_MIN_WORK  # else the C kernels run on one thread either way
 
     def run():
-        out, idx = F.max_pool2d(x, 3, 2, 1, backend=backend)
+        out, idx = F.max_pool2d(x, 3, 2, 1, backend=fast_backend)
         bn, cache = F.batch_norm_forward(x, np.ones(8, np.float32), np.zeros(8, np.float32),
-                                         np.zeros(8, np.float32), np.ones(8, np.float32), backend=backend)
-        return (out, idx, F.max_pool2d_backward(out, idx, x.shape, backend=backend),
-                F.avg_pool2d_backward(out, x.shape, 3, 2, 1, backend=backend), bn,
+                                         np.zeros(8, np.float32), np.ones(8, np.float32), backend=fast_backend)
+        return (out, idx, F.max_pool2d_backward(out, idx, x.shape, backend=fast_backend),
+                F.avg_pool2d_backward(out, x.shape, 3, 2, 1, backend=fast_backend), bn,
                 *F.batch_norm_backward(x, cache))
 
     fastconv.set_num_threads(1)

@@ -92,13 +92,24 @@ def test_resume_gives_the_same_result(mnist, tmp_path):
         np.testing.assert_array_equal(va, vb, err_msg=n)
 
 
-def test_resume_refuses_different_settings(mnist, tmp_path):
+@pytest.mark.parametrize("flag, value", [("--lr", "0.1"), ("--momentum", "0.5"), ("--weight-decay", "0"),
+                                         ("--epochs", "3")])
+def test_resume_refuses_different_settings(mnist, tmp_path, flag, value):
     train_cmd.main(["--limit", "256", "--test-limit", "64", "--epochs", "2", "--stop-after", "1",
                     "--no-progress", "--no-plots", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="checkpoint was made with lr=0.05"):
-        train_cmd.main(["--limit", "256", "--test-limit", "64", "--epochs", "2", "--lr", "0.1",
-                        "--no-progress", "--no-plots", "--out", str(tmp_path),
-                        "--resume", str(tmp_path / "checkpoint.npz")])
+    with pytest.raises(SystemExit, match=f"checkpoint was made with {flag} .*this command gives"):
+        train_cmd.main([flag, value, "--no-progress", "--no-plots", "--resume", str(tmp_path / "checkpoint.npz")])
+
+
+def test_resume_takes_settings_and_directory_from_the_checkpoint(mnist, tmp_path):
+    train_cmd.main(["--limit", "256", "--test-limit", "64", "--epochs", "2", "--stop-after", "1", "--lr", "0.02",
+                    "--momentum", "0.5", "--no-progress", "--no-plots", "--out", str(tmp_path)])
+    # the same value given again is fine; everything else comes from the checkpoint
+    metrics = train_cmd.main(["--lr", "0.02", "--no-progress", "--no-plots",
+                              "--resume", str(tmp_path / "checkpoint.npz")])
+    assert metrics["args"]["limit"] == 256 and metrics["args"]["momentum"] == 0.5
+    assert [h["epoch"] for h in metrics["epochs"]] == [1, 2]
+    assert (tmp_path / "model.npz").exists() and not (tmp_path / "checkpoint.npz.tmp").exists()
 
 
 def test_evaluate_command(mnist, tmp_path):

@@ -5,7 +5,8 @@ order (inputs, then preallocated outputs, then integer sizes).  Which module a
 call uses is resolved in this order:
 
 1. an explicit ``backend=`` argument (layers and functional ops take one),
-2. :func:`set_backend` / :func:`use_backend`,
+2. the innermost :func:`use_backend` block of the calling thread, then
+   :func:`set_backend` (process-wide),
 3. the ``FASTCONV_BACKEND`` environment variable,
 4. the default: the first of ``config.DEFAULT_BACKEND_ORDER`` that loads.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from types import ModuleType
 
 from .. import config
@@ -28,7 +30,8 @@ _MODULES = {
 
 _loaded: dict[str, ModuleType] = {}
 _failures: dict[str, str] = {}
-_selected: str | None = None
+_selected: str | None = None  # set_backend: the whole process
+_thread_local = threading.local()  # use_backend: .selected, this thread only
 
 
 class BackendUnavailableError(RuntimeError):
@@ -101,6 +104,9 @@ def default_backend() -> str:
 
 def get_backend() -> str:
     """Name of the backend used when a call does not name one."""
+    local = getattr(_thread_local, "selected", None)
+    if local is not None:
+        return local
     if _selected is not None:
         return _selected
     env = os.environ.get(config.ENV_BACKEND)
@@ -121,14 +127,17 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """Context manager: ``with fastconv.use_backend("numba"): ...``."""
-    global _selected
-    previous = _selected
-    set_backend(name)
+    """Context manager: ``with fastconv.use_backend("numba"): ...``.
+
+    Affects only the calling thread (other threads keep their own choice);
+    blocks nest.  ``set_backend`` is the process-wide setting."""
+    module = load(name)  # fail now, with the reason
+    previous = getattr(_thread_local, "selected", None)
+    _thread_local.selected = _check_name(name)
     try:
-        yield load(name)
+        yield module
     finally:
-        _selected = previous
+        _thread_local.selected = previous
 
 
 def resolve(name: str | None = None) -> ModuleType:

@@ -398,7 +398,8 @@ def bn_stats(x, mean, var, n, c, s):
             s2 += part[b, ch, 1]
         m = s1 / count
         mean[ch] = shift[ch] + m
-        var[ch] = max(s2 / count - m * m, 0.0)
+        v = s2 / count - m * m
+        var[ch] = 0.0 if v < 0 else v  # rounding below 0 clamped; NaN passes
 
 
 @njit

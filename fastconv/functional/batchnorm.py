@@ -54,11 +54,12 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     overlapping x, which the cache keeps for the backward pass)."""
     x = _checks.float_array(x, "x", ndim=(2, 4), layout="(N, C) or (N, C, H, W)")
     n, c, s = _nc_s(x)
-    out = _checks.out_array(out, x.shape, x.dtype, inputs={"x": x})
     gamma = _per_channel(gamma, "gamma", c, x.dtype)
     beta = _per_channel(beta, "beta", c, x.dtype)
     running_mean = _per_channel(running_mean, "running_mean", c, writeable=training)
     running_var = _per_channel(running_var, "running_var", c, writeable=training)
+    out = _checks.out_array(out, x.shape, x.dtype, inputs={
+        "x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var})
     if not (0.0 <= momentum <= 1.0):
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if not eps > 0:

@@ -41,6 +41,7 @@ def _sizes(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
         )
     n, c, h, w, fh, fw, *conv, oh, ow = _conv_geometry(x_shape, fh, fw, stride, padding, dilation)
     *_, kh, kw, psh, psw, _, _, poh, pow_ = _pool_geometry((n, f, oh, ow), pool_size, pool_stride, 0)
+    _checks.within_index_range("the convolution's multiply-adds", n, f, c, fh, fw, oh, ow)
     return (n, c, h, w, f, fh, fw, *conv, oh, ow, kh, kw, psh, psw, poh, pow_)
 
 

@@ -18,6 +18,8 @@ def _conv_geometry(x_shape, fh, fw, stride, padding, dilation):
     dilation = _checks.int_pair(dilation, "dilation")
     n, c, h, w = x_shape
     oh, ow = _checks.conv_output_size(h, w, fh, fw, stride, padding, dilation)
+    _checks.within_index_range("the column matrix (C*FH*FW, N*OH*OW)", c, fh, fw, n, oh, ow)
+    _checks.within_index_range("the padded input", n, c, h + 2 * padding[0], w + 2 * padding[1])
     return (n, c, h, w, fh, fw, *stride, *padding, *dilation, oh, ow)
 
 

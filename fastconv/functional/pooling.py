@@ -24,6 +24,7 @@ def _pool_geometry(x_shape, kernel_size, stride, padding):
         )
     n, c, h, w = x_shape
     oh, ow = _checks.conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw), (1, 1), what="pooling window")
+    _checks.within_index_range("the pooling's windows", n, c, oh, ow, kh, kw)
     return n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow
 
 
@@ -137,6 +138,7 @@ def adaptive_avg_pool2d(x, output_size, *, backend=None):
     x = _checks.float_array(x, "x", ndim=4, layout=_X_LAYOUT)
     oh, ow = _checks.int_pair(output_size, "output_size")
     n, c, h, w = x.shape
+    _checks.within_index_range("the adaptive pooling's bins", n, c, h + oh, w + ow)
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     backends.resolve(backend).adaptive_avgpool_fwd(x, out, n, c, h, w, oh, ow)
     return out
@@ -146,6 +148,7 @@ def adaptive_avg_pool2d_backward(d_out, input_shape, *, backend=None):
     """Gradient of adaptive_avg_pool2d (the output size is d_out's)."""
     d_out, input_shape = _grad_and_shape(d_out, input_shape)
     n, c, h, w = input_shape
+    _checks.within_index_range("the adaptive pooling's bins", n, c, h + d_out.shape[2], w + d_out.shape[3])
     d_x = np.empty(input_shape, dtype=d_out.dtype)
     backends.resolve(backend).adaptive_avgpool_bwd(d_out, d_x, n, c, h, w, *d_out.shape[2:])
     return d_x

@@ -1,15 +1,27 @@
 """Layer: parameters, gradients, buffers, train/eval, config for save/load."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-# Every layer class registers here by name, so a saved model can be rebuilt.
+# Every fastconv layer class registers here by name, so a saved model can be rebuilt.
 LAYER_REGISTRY: dict[str, type] = {}
 
 
 def grad_name(param: str) -> str:
     """The gradient attribute of a parameter: weights -> d_weights."""
     return "d_" + param
+
+
+def _clears_fused_mark(forward):
+    @functools.wraps(forward)
+    def run(self, *args, **kwargs):
+        if self._fused_into is not None:
+            self._fused_into = None
+        return forward(self, *args, **kwargs)
+
+    return run
 
 
 class Layer:
@@ -20,14 +32,39 @@ class Layer:
 
     _params: tuple[str, ...] = ()
     _buffers: tuple[str, ...] = ()
+    _arrays: frozenset = frozenset()  # all of the above and the gradients (set per subclass)
+    # Set by CNN.forward when this layer ran inside a fused or reordered stage:
+    # its caches then do not describe its own forward, so its backward refuses.
+    # The layer's own forward clears it.
+    _fused_into: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        LAYER_REGISTRY[cls.__name__] = cls
+        cls._arrays = frozenset((*cls._params, *map(grad_name, cls._params), *cls._buffers))
+        if "forward" in cls.__dict__:
+            cls.forward = _clears_fused_mark(cls.__dict__["forward"])
+        # fastconv's own classes only: a user's class of the same name (a
+        # tutorial's own ``ReLU``) must not replace the built-in one in load_model
+        if cls.__module__.split(".")[0] == "fastconv":
+            LAYER_REGISTRY[cls.__name__] = cls
 
     def __init__(self, backend: str | None = None):
         self.training = True
         self.backend = backend
+
+    def __setattr__(self, name, value):
+        # The dtype policy: a layer computes in its ``dtype`` (float32 unless
+        # constructed otherwise or converted with ``astype``).  A parameter,
+        # gradient or buffer assigned from outside -- ``layer.weights =
+        # np.random.randn(...)``, float64 as the guides write it -- is
+        # converted to that dtype on assignment, and must keep its shape.
+        if value is not None and name in self._arrays and "dtype" in self.__dict__:
+            value = np.ascontiguousarray(value, dtype=self.dtype)
+            current = self.__dict__.get(name)
+            if isinstance(current, np.ndarray) and current.shape != value.shape:
+                raise ValueError(f"{type(self).__name__}.{name} has shape {current.shape}; "
+                                 f"the assigned array has shape {value.shape}")
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------ structure
     def children(self):
@@ -74,14 +111,14 @@ class Layer:
 
     def astype(self, dtype):
         """Convert parameters, gradients and float buffers to ``dtype`` (in place); returns self."""
+        if hasattr(self, "dtype"):
+            self.dtype = np.dtype(dtype)  # first: assignments below convert to it
         for name in self._params:
             if getattr(self, name) is not None:
                 setattr(self, name, getattr(self, name).astype(dtype))
                 setattr(self, grad_name(name), getattr(self, grad_name(name)).astype(dtype))
         for name in self._buffers:
             setattr(self, name, getattr(self, name).astype(dtype))
-        if hasattr(self, "dtype"):
-            self.dtype = np.dtype(dtype)
         for _, child in self.children():
             child.astype(dtype)
         return self
@@ -109,6 +146,8 @@ class Layer:
         """Validate a forward input: rank, numeric type; cast to ``dtype``."""
         if not isinstance(x, np.ndarray):
             x = np.asarray(x)
+        if x.size == 0:
+            raise ValueError(f"{self!r}: the input is empty (shape {x.shape}); pass at least one sample")
         if x.dtype.kind not in "fiu" or x.dtype == bool:
             raise TypeError(f"{self!r}: input has dtype {x.dtype}; expected a real numeric array")
         allowed = (ndim,) if isinstance(ndim, int) else ndim
@@ -120,6 +159,11 @@ class Layer:
         return x
 
     def _need_cache(self, cache, what="forward"):
+        if self._fused_into is not None:
+            raise RuntimeError(
+                f"{self!r}: its last forward ran fused with its neighbours inside {self._fused_into}, "
+                f"so its own backward cannot run; call model.backward(d_out), or build the model "
+                f"with CNN(layers, fuse=False) to call each layer's backward by hand")
         if cache is None:
             raise RuntimeError(f"{self!r}: backward called before {what}")
         return cache

@@ -111,4 +111,9 @@ class AdaptiveAvgPool2D(_Pool):
         return F.adaptive_avg_pool2d(x, self.output_size, backend=self.backend)
 
     def backward(self, d_out):
-        return F.adaptive_avg_pool2d_backward(d_out, self._need_cache(self._x_shape), backend=self.backend)
+        x_shape = self._need_cache(self._x_shape)
+        d_out = np.asarray(d_out)
+        expected = (*x_shape[:2], *self.output_size)
+        if d_out.shape != expected:
+            raise ValueError(f"{self!r}: d_out has shape {d_out.shape}, but the forward output was {expected}")
+        return F.adaptive_avg_pool2d_backward(d_out, x_shape, backend=self.backend)
