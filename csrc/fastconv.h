@@ -25,6 +25,8 @@ enum fc_status {
 void fc_set_num_threads(int n);
 int fc_get_num_threads(void);
 int fc_has_openmp(void);
+int fc_cpu_level(void);
+int fc_built_level(void);
 
 int fc_im2col_f32(const float *x, float *col,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,

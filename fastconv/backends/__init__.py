@@ -16,6 +16,8 @@ import contextlib
 import importlib
 import os
 import threading
+import warnings
+from pathlib import Path
 from types import ModuleType
 
 from .. import config
@@ -67,11 +69,15 @@ def load(name: str) -> ModuleType:
 
 def _explain_failure(name: str, exc: ImportError) -> str:
     if name == "c":
+        checkout = Path(__file__).resolve().parents[2]
+        if (checkout / "csrc").is_dir() and (checkout / "setup.py").is_file():
+            fix = f"then rebuild it in this checkout with `pip install -e {checkout}`"
+        else:
+            fix = "then reinstall fastconv so it compiles: `pip install --force-reinstall --no-cache-dir fastconv`"
         return (
-            f"the C backend is unavailable: its compiled extension fastconv._fastconv_c "
-            f"could not be imported ({exc}). It is built at install time and needs a C "
-            f"compiler with OpenMP (gcc); install one, then reinstall with "
-            f"`pip install -e .` (or build in place with `python fastconv/_build_cffi.py`)"
+            f"the C backend is unavailable: {exc}. It is compiled when fastconv is installed "
+            f"and needs a C compiler with OpenMP (gcc >= 11); install one ({fix}); "
+            f"until then fastconv runs on the other backends"
         )
     if name == "numba":
         return (
@@ -92,12 +98,20 @@ def available_backends() -> list[str]:
     return names
 
 
+_warned: set[str] = set()
+
+
 def default_backend() -> str:
     for name in config.DEFAULT_BACKEND_ORDER:
         try:
             load(name)
             return name
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
+            # a preferred backend that did not load is said once, where the
+            # user sees it (the install step's warning scrolls away in pip)
+            if name not in _warned:
+                _warned.add(name)
+                warnings.warn(f"{exc} [fastconv falls back to the next backend]", RuntimeWarning, stacklevel=3)
             continue
     return "numpy"  # pragma: no cover - the reference always imports
 

@@ -3,12 +3,58 @@
 Each kernel picks its ``_f32``/``_f64`` variant from the dtype of its first
 array, passes raw buffers (``ffi.from_buffer``, no copies) and turns a non-zero
 status into an exception.  cffi releases the GIL around every call.
+
+The sources are built once per x86-64 level (fastconv/_build_cffi.py); this
+module loads the widest one the CPU runs, or the one ``FASTCONV_C_ISA``
+names (``v2``, ``v3``, ``v4``: to test a narrower path on a wider machine).
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+
 import numpy as np
 
-from .._fastconv_c import ffi, lib  # ImportError here = extension not built
+ENV_ISA = "FASTCONV_C_ISA"
+_LEVEL_NAMES = {"custom": 99, "v4": 4, "v3": 3, "v2": 2, "generic": 0}
+
+
+def _built_levels() -> list[str]:
+    found = []
+    for name in _LEVEL_NAMES:
+        try:
+            importlib.util.find_spec(f"fastconv._fastconv_c_{name}") and found.append(name)
+        except (ImportError, ValueError):  # pragma: no cover
+            pass
+    return found
+
+
+def _load_extension():
+    """(ffi, lib, level name) of the extension to use; ImportError with the
+    reason when there is none that this CPU runs."""
+    built = _built_levels()
+    if not built:
+        raise ImportError("no compiled extension fastconv._fastconv_c_<level> is installed")
+    # any extension answers which level the CPU runs; ask the narrowest
+    probe = importlib.import_module(f"fastconv._fastconv_c_{built[-1]}")
+    cpu = probe.lib.fc_cpu_level()
+    wanted = os.environ.get(ENV_ISA)
+    if wanted:
+        if wanted not in built:
+            raise ImportError(f"${ENV_ISA}={wanted!r}, but the built levels are {built}")
+        if _LEVEL_NAMES[wanted] > max(cpu, 0) and wanted not in ("custom", "generic"):
+            raise ImportError(f"${ENV_ISA}={wanted!r}: this CPU runs x86-64 level {cpu} only")
+        name = wanted
+    else:
+        name = next((n for n in built if n in ("custom", "generic") or _LEVEL_NAMES[n] <= cpu), None)
+        if name is None:
+            raise ImportError(f"this CPU runs x86-64 level {cpu}; the built levels are {built}")
+    module = importlib.import_module(f"fastconv._fastconv_c_{name}")
+    return module.ffi, module.lib, name
+
+
+ffi, lib, ISA_LEVEL = _load_extension()  # ImportError here = no usable extension
 
 # CNN runs Conv2D -> ReLU -> MaxPool2D of few-tap layers through conv_maxpool_*
 # (layers/fused.py): here they beat im2col + GEMM + pool.
@@ -30,6 +76,11 @@ _STATUS_MESSAGES = {
 
 def set_num_threads(n: int) -> None:
     lib.fc_set_num_threads(n)
+
+
+def built_levels() -> list[str]:
+    """The instruction-set levels built on this install, widest first."""
+    return _built_levels()
 
 
 def has_openmp() -> bool:
