@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include "fastconv.h"
 
-/* Thread count used by every `omp parallel` region (set from Python). */
+/* Thread count used by every `omp parallel` region (set from Python), and
+ * whether a region has run on more than one thread (see threads.c: fork). */
 extern int fc_nthreads;
+extern int fc_pool_started;
 
 /* Threads for a parallel region over `work` elements (or multiply-adds):
  * one below a grain of 32768 (PyTorch's at::internal::GRAIN_SIZE), where
@@ -14,7 +16,11 @@ extern int fc_nthreads;
  * PASSIVE) costs more than the whole loop.  Results do not depend on it:
  * every kernel gives the same bits at any thread count. */
 #define FC_GRAIN 32768
-static inline int fc_threads_for(int64_t work) { return work < FC_GRAIN ? 1 : fc_nthreads; }
+static inline int fc_threads_for(int64_t work) {
+    if (work < FC_GRAIN || fc_nthreads == 1) return 1;
+    fc_pool_started = 1;
+    return fc_nthreads;
+}
 
 /* Integer division rounding toward -inf / +inf, for b > 0 and any sign of a. */
 static inline int64_t fc_floor_div(int64_t a, int64_t b) {

@@ -25,6 +25,7 @@ enum fc_status {
 void fc_set_num_threads(int n);
 int fc_get_num_threads(void);
 int fc_has_openmp(void);
+int fc_forked_single_threaded(void);
 int fc_cpu_level(void);
 int fc_built_level(void);
 

@@ -80,3 +80,19 @@ def openmp_already_loaded() -> bool:
             return any("libgomp" in line for line in maps)
     except OSError:  # pragma: no cover - not Linux
         return False
+
+
+def forked_single_threaded() -> dict[str, bool]:
+    """Per loaded fast backend: whether this process is a fork() child of a
+    parent whose GNU OpenMP pool had started, so that backend runs on one
+    thread here (C) or as serial twins of its kernels (Numba)."""
+    from . import backends
+
+    state = {}
+    module = backends._loaded.get("c")
+    if module is not None:
+        state["c"] = bool(module.lib.fc_forked_single_threaded())
+    module = backends._loaded.get("numba")
+    if module is not None:
+        state["numba"] = bool(module._forked_from_omp_parent)
+    return state

@@ -84,7 +84,7 @@ def test_set_num_threads_reaches_every_pool():
 
             assert numba.get_num_threads() == n
         if "c" in fastconv.available_backends():
-            from fastconv._fastconv_c import lib
+            from fastconv.backends.c_backend import lib
 
             assert lib.fc_get_num_threads() == n
         blas = [p for p in threadpool_info() if p["user_api"] == "blas"]

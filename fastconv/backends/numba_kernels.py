@@ -13,6 +13,9 @@ arithmetic: NumPy's promotion of the pair is float64.
 """
 from __future__ import annotations
 
+import os
+import types
+
 import numba
 import numpy as np
 from numba import prange, uint64
@@ -749,6 +752,8 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
 
 def _one_thread_when_small(kernel):
     def call(*args):
+        if _forked_from_omp_parent:
+            return _serial_twin(call.__name__)(*args)
         threads = numba.get_num_threads()
         if threads == 1 or sum(a.size for a in args if isinstance(a, np.ndarray)) >= GRAIN:
             return kernel(*args)
@@ -764,7 +769,53 @@ def _one_thread_when_small(kernel):
     return call
 
 
+# fork(): Numba's GNU OpenMP threading layer kills a child that launches a
+# parallel region after its parent started the layer ("fork() called from a
+# process already using GNU OpenMP").  Such a child runs *serial twins* of the
+# kernels instead: the same Python source compiled with parallel=False (prange
+# is then range, so every result is bit-identical), inside a namespace where
+# the kernels they call are serial twins too.  They are compiled on first use
+# in the child (cached on disk under their own names, `<name>_serial`).
+_forked_from_omp_parent = False
+_serial_namespace: dict | None = None
+
+
+def _serial_twin(name: str):
+    global _serial_namespace
+    if _serial_namespace is None:
+        namespace = dict(globals())
+        for key, value in globals().items():
+            if key in _PARALLEL_KERNELS:
+                value = value.kernel
+            if isinstance(value, numba.core.registry.CPUDispatcher) and value.targetoptions.get("parallel"):
+                namespace[key] = _compile_serial(value.py_func, namespace, value.targetoptions)
+            elif key in _PARALLEL_KERNELS:  # a plain Python function calling jitted ones
+                namespace[key] = _rebind(value, namespace)
+        _serial_namespace = namespace
+    return _serial_namespace[name]
+
+
+def _rebind(func, namespace):
+    twin = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_serial"  # its own Numba cache entry
+    return twin
+
+
+def _compile_serial(func, namespace, options):
+    options = {k: v for k, v in options.items() if k != "nopython"}  # njit sets it itself
+    return numba.njit(**{**options, "parallel": False})(_rebind(func, namespace))
+
+
+def _after_fork_in_child():
+    global _forked_from_omp_parent
+    from numba.np.ufunc import parallel
+
+    if parallel._threading_layer == "omp":
+        _forked_from_omp_parent = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 for _name in _PARALLEL_KERNELS:
     globals()[_name] = _one_thread_when_small(globals()[_name])
 del _name
-
