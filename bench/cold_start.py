@@ -32,7 +32,7 @@ def run(backend):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--clear", action="store_true", help="delete Numba's cache first (first-ever run)")
     args = p.parse_args()
     if args.clear:

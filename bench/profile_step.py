@@ -17,7 +17,7 @@ from fastconv.architectures import seed_cnn
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--backend", default=None)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--random", action="store_true",

@@ -1,6 +1,8 @@
 """Turn a pytest-benchmark JSON file into a markdown table and a bar chart.
 
-    python bench/report.py bench/results/latest.json --md bench/results/latest.md --png bench/results/latest.png
+    python bench/report.py bench/results/run.json --md bench/results/run.md --png bench/results/run.png
+
+(bench/results/ is untracked; the project's published figures are docs/benchmarks/latest.*)
 
 Rows are grouped by benchmark group (operation x shape); each implementation's
 median is shown with its ratio to the NumPy reference, to PyTorch and to the
@@ -116,7 +118,7 @@ def bar_chart(groups: dict[str, dict[str, float]], path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("json", type=Path)
     parser.add_argument("--md", type=Path, help="write the table here (default: print)")
     parser.add_argument("--png", type=Path, help="write a bar chart here")

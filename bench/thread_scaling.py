@@ -109,7 +109,7 @@ def kernels(backend):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--backend", default="c")
     p.add_argument("--pairs", type=int, default=30, help="paired runs per row (default 30)")
     args = p.parse_args()

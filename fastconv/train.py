@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import time
@@ -21,6 +22,7 @@ from .architectures import ARCHITECTURES
 from .augment import batches, random_shift
 from .losses import SoftmaxCrossEntropy
 from ._npz import read_npz
+from ._progress import NoProgress
 from .model import atomic_save_npz, build_model, model_arrays, parse_json_entry
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
@@ -48,30 +50,41 @@ def parse_args(argv=None):
     return args
 
 
+def _prog() -> str:
+    """How the user started this command: the installed script or ``python -m``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("fastconv-") else "python -m fastconv.train"
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m fastconv.train", description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", choices=sorted(datasets.SPECS), default="mnist")
-    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd")
-    p.add_argument("--lr", type=float, default=None, help="default: 0.05 for sgd, 1e-3 for adam/adamw")
+    p = argparse.ArgumentParser(prog=_prog(), description=" ".join(__doc__.split("\n\n")[0].split()),
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=sorted(datasets.SPECS), default="mnist", help="data set")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed",
+                   help="network: seed = the guides' CNN, bn = padded convolutions with BatchNorm")
+    p.add_argument("--epochs", type=int, default=8, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd", help="optimizer")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.05 for sgd, 1e-3 for adam/adamw)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
     p.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle"], default="cosine",
                    help="learning-rate schedule, stepped every batch")
     p.add_argument("--augment", action="store_true", help="random shifts of up to 2 pixels")
-    p.add_argument("--backend", choices=list(backends.BACKEND_NAMES), default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=list(backends.BACKEND_NAMES), default=None,
+                   help="kernel backend (default: the fastest that loads: c, then numba)")
+    p.add_argument("--threads", type=int, default=None, help="threads for kernels and BLAS (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, dropout")
     p.add_argument("--data-dir", default=None, help="directory with the idx files (raw or .gz)")
-    p.add_argument("--out", default="runs/latest", help="output directory")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a checkpoint.npz")
+    p.add_argument("--out", default="runs/latest", help="output directory (on --resume: the checkpoint's)")
+    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                   help="continue from a checkpoint.npz, with its settings")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
                    help="stop after this epoch, leaving the checkpoint (as an interrupted run would)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     return p
 
@@ -165,10 +178,33 @@ def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress):
         correct += int((logits.argmax(axis=1) == yb).sum())
         total_loss += loss * len(xb)
         bar.update(len(xb))
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
-                        img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
     bar.close()
     return total_loss / seen, correct / seen, time.perf_counter() - start
+
+
+def _progress_bar(args):
+    """tqdm on a terminal; nothing in a log file or a pipe (one line per epoch is printed either way)."""
+    if not args.no_progress and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            return tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            pass
+    return NoProgress
+
+
+def _show_library_messages():
+    """The command shows fastconv's INFO messages (downloads, Numba's first
+    compile) on stderr; as a library fastconv only logs them."""
+    logger = logging.getLogger("fastconv")
+    if not any(getattr(h, "_fastconv_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+        handler._fastconv_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def save_checkpoint(path, model, optimizer, schedule, state):
@@ -199,47 +235,52 @@ def load_checkpoint(path):
 
 
 def write_figures(out: Path, history, model, confusion, class_names):
+    """curves.png, filters.png and confusion.png (needs matplotlib: the [plots] extra)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    a1.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
-    a1.set(xlabel="epoch", ylabel="loss", title="loss")
-    a1.legend()
-    a2.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
-    a2.plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
-    a2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    a2.legend()
+    for ax, key, scale, title in ((a1, "loss", 1, "loss"), (a2, "acc", 100, "accuracy (%)")):
+        for split in ("train", "test"):
+            ax.plot(epochs, [scale * h[f"{split}_{key}"] for h in history], "o-", label=split)
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, not 0.96 ... 1.04
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)
     plt.close(fig)
 
     conv = next(l for l in model.layers if hasattr(l, "kernel_size"))
     w = conv.weights[:, 0]
+    limit = float(np.abs(w).max()) or 1.0  # one symmetric scale for every tile: filters compare
     cols = 8
     rows = int(np.ceil(len(w) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1 + 1, rows * 1.1), squeeze=False)
     for ax, k in zip(np.ravel(axes), range(rows * cols)):
         ax.axis("off")
         if k < len(w):
-            ax.imshow(w[k], cmap="gray")
-    fig.suptitle("first-layer filters")
+            image = ax.imshow(w[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    fig.suptitle("first-layer filters (input channel 0)")
     fig.savefig(out / "filters.png", dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 5))
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(8, 7))
     im = ax.imshow(confusion, cmap="Blues")
-    ax.set(xlabel="predicted", ylabel="true", title="test confusion matrix",
-           xticks=range(len(class_names)), yticks=range(len(class_names)))
+    ax.set(xlabel="predicted", ylabel="true", title="test confusion matrix", xticks=range(k), yticks=range(k))
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticklabels(class_names)
     for i in range(confusion.shape[0]):
         for j in range(confusion.shape[1]):
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=9,
                     color="white" if confusion[i, j] > confusion.max() / 2 else "black")
-    fig.colorbar(im)
+    fig.colorbar(im, label="images")
     fig.tight_layout()
     fig.savefig(out / "confusion.png", dpi=100)
     plt.close(fig)
@@ -262,14 +303,13 @@ def main(argv=None):
         take_checkpoint_settings(args, state["args"], Path(args.resume))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        from tqdm import tqdm as progress
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        progress = None
-    if args.no_progress or progress is None:
-        from ._progress import NoProgress as progress
+    progress = _progress_bar(args)
+    _show_library_messages()
 
-    x_train, y_train, x_test, y_test = datasets.load(datasets.SPECS[args.dataset], args.data_dir)
+    try:
+        x_train, y_train, x_test, y_test = datasets.load(datasets.SPECS[args.dataset], args.data_dir)
+    except datasets.DatasetError as exc:
+        sys.exit(f"error: {exc}")
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     if args.test_limit:
@@ -327,10 +367,14 @@ def main(argv=None):
         versions=dict(fastconv=__version__, numpy=np.__version__, python=platform.python_version()),
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    figures = ""
     if not args.no_plots:
-        write_figures(out, history, model, confusion, [str(i) for i in range(10)])
-    print(f"final test accuracy {100 * test_acc:.2f}%; wrote {out}/model.npz, metrics.json"
-          + ("" if args.no_plots else ", curves.png, filters.png, confusion.png"))
+        try:
+            write_figures(out, history, model, confusion, datasets.SPECS[args.dataset].class_names)
+            figures = ", curves.png, filters.png, confusion.png"
+        except ImportError:
+            figures = " (no figures: matplotlib is not installed; pip install 'fastconv[plots]')"
+    print(f"final test accuracy {100 * test_acc:.2f}%; wrote {out}/model.npz, metrics.json{figures}")
     return metrics
 
 

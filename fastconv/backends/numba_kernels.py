@@ -13,6 +13,7 @@ arithmetic: NumPy's promotion of the pair is float64.
 """
 from __future__ import annotations
 
+import logging
 import os
 import types
 
@@ -750,8 +751,22 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
                      "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input")
 
 
+_told_about_compiling = False
+
+
+def _say_compiling_once(kernel) -> None:
+    """The first kernel without machine code says what the pause is about."""
+    global _told_about_compiling
+    if not _told_about_compiling and not getattr(kernel, "signatures", True):
+        _told_about_compiling = True
+        logging.getLogger("fastconv").info(
+            "Numba backend: preparing its kernels on first use (the first time on a machine this "
+            "compiles them, 10-20 s; later runs load them from Numba's cache)")
+
+
 def _one_thread_when_small(kernel):
     def call(*args):
+        _say_compiling_once(kernel)
         if _forked_from_omp_parent:
             return _serial_twin(call.__name__)(*args)
         threads = numba.get_num_threads()
