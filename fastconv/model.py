@@ -137,14 +137,16 @@ class CNN(Layer):
                 layer._fused_into = "CNN.forward"
         return x
 
-    def backward(self, d_out, input_grad=True):
+    def backward(self, d_out, input_grad=True, *, after_stage=None):
         """Backpropagate ``d_out``; returns d_x, or None with input_grad=False.
 
         Without the input gradient (a training loop never needs the gradient
         of the images), backward stops at the first stage with parameters,
         which computes only its parameter gradients when it can
         (``backward_params_only``): parameter-free layers before it
-        (Normalize, Dropout, ...) need no backward at all."""
+        (Normalize, Dropout, ...) need no backward at all.
+        ``after_stage(stage)`` is called as each stage's gradients are ready
+        (data-parallel training starts their allreduce then)."""
         order = self._schedule()
         stop = 0
         if not input_grad:
@@ -157,8 +159,11 @@ class CNN(Layer):
                         stage.backward_params_only(d_out)
                     else:
                         stage.backward(d_out)
-                    return None
-                d_out = stage.backward(d_out)
+                    d_out = None
+                else:
+                    d_out = stage.backward(d_out)
+                if after_stage is not None:
+                    after_stage(stage)
         return d_out if input_grad else None
 
     def update_params(self, lr):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, _threads, backends, datasets
+from . import __version__, _threads, backends, datasets, distributed
 from .architectures import ARCHITECTURES
+from .distributed import DataParallel
 from .augment import batches, random_shift
 from .losses import SoftmaxCrossEntropy
 from ._npz import read_npz
@@ -86,6 +87,10 @@ def _parser():
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--distributed", action="store_true",
+                   help="require an MPI launch (mpirun -np N ...); without it an MPI launch is detected anyway")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with several ranks: BatchNorm statistics over the global batch, not each rank's shard")
     return p
 
 
@@ -123,8 +128,17 @@ def make_schedule(args, optimizer, steps_per_epoch):
     return None
 
 
-def evaluate(model, x, y, batch_size=1000):
-    """(mean loss, accuracy, predictions) in eval mode."""
+def evaluate(model, x, y, batch_size=1000, dp=None):
+    """(mean loss, accuracy, predictions) in eval mode.  With ``dp`` over
+    several ranks each evaluates its shard of x; the figures and the
+    predictions (in x's order) are combined on every rank."""
+    if dp is not None and dp.size > 1:
+        start, stop = dp.shard_bounds(len(x))
+        loss, _, preds = evaluate(model, x[start:stop], y[start:stop], batch_size) if stop > start else (
+            0.0, 0.0, np.empty(0, np.int64))
+        total = dp.sum(loss * (stop - start))[0]
+        preds = np.concatenate(dp.comm.allgather(preds))
+        return total / len(x), float((preds == y).mean()), preds
     loss_fn = SoftmaxCrossEntropy()
     was_training = model.training
     model.eval()
@@ -140,15 +154,16 @@ def evaluate(model, x, y, batch_size=1000):
     return total / len(x), float((preds == y).mean()), preds
 
 
-def _reseed_randomness(model, seed, epoch):
+def _reseed_randomness(model, seed, epoch, rank=0):
     """Dropout generators restart from (seed, epoch, layer) every epoch, so a
-    resumed run draws exactly the masks of an uninterrupted one."""
+    resumed run draws exactly the masks of an uninterrupted one; each rank of
+    a distributed run draws its own."""
     k = 0
 
     def visit(layer):
         nonlocal k
         if hasattr(layer, "rng"):
-            layer.rng = np.random.default_rng([seed, epoch, k])
+            layer.rng = np.random.default_rng([seed, epoch, k] + ([rank] if rank else []))
             k += 1
         for _, child in layer.children():
             visit(child)
@@ -156,9 +171,11 @@ def _reseed_randomness(model, seed, epoch):
     visit(model)
 
 
-def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress):
+def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress, dp):
+    """One pass over (x, y) in global batches of args.batch_size; each rank
+    trains on its shard of every batch.  Returns (loss, accuracy, seconds)."""
     loss_fn = SoftmaxCrossEntropy()
-    _reseed_randomness(model, args.seed, epoch)
+    _reseed_randomness(model, args.seed, epoch, dp.rank)
     model.train()
     rng = np.random.default_rng([args.seed, epoch])  # shuffling and augmentation of this epoch
     seen = correct = 0
@@ -167,19 +184,21 @@ def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress):
     bar = progress(total=len(x), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", leave=False)
     for xb, yb in batches(x, y, args.batch_size, shuffle=True, rng=rng):
         if args.augment:
-            xb = random_shift(xb, 2, rng)
+            xb = random_shift(xb, 2, rng)  # the whole batch on every rank: the same draws as one process
+        xb, yb = dp.shard(xb), dp.shard(yb)
         logits = model.forward(xb)
         loss = loss_fn.forward(logits, yb)
-        model.backward(loss_fn.backward(), input_grad=False)
+        dp.backward(loss_fn.backward())
         optimizer.step()
         if schedule is not None:
             schedule.step()
         seen += len(xb)
         correct += int((logits.argmax(axis=1) == yb).sum())
         total_loss += loss * len(xb)
-        bar.update(len(xb))
+        bar.update(len(xb) * dp.size)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
     bar.close()
+    total_loss, correct, seen = dp.sum(total_loss, correct, seen)
     return total_loss / seen, correct / seen, time.perf_counter() - start
 
 
@@ -216,11 +235,12 @@ def save_checkpoint(path, model, optimizer, schedule, state):
     atomic_save_npz(path, arrays)
 
 
-def load_checkpoint(path):
-    """(state dict, model, optimizer state) of a checkpoint; ValueError naming
-    the file for anything that is not a readable one (untrusted input)."""
+def load_checkpoint(path, arrays=None):
+    """(state dict, model, optimizer state) of a checkpoint (its arrays given,
+    or read from ``path``); ValueError naming the file for anything that is
+    not a readable one (untrusted input)."""
     path = Path(path)
-    arrays = read_npz(path, "fastconv training checkpoint")
+    arrays = dict(read_npz(path, "fastconv training checkpoint") if arrays is None else arrays)
     if "__checkpoint__" not in arrays:
         raise ValueError(f"{path} is not a fastconv training checkpoint")
     state = parse_json_entry(arrays.pop("__checkpoint__"), path, "checkpoint state")
@@ -294,17 +314,46 @@ def confusion_matrix(y_true, y_pred, k=10):
 
 def main(argv=None):
     args = parse_args(argv)
+    comm = distributed.world()
+    if args.distributed and comm is None:
+        sys.exit("error: --distributed needs several ranks: mpirun -np N python -m fastconv.train ...")
+    if comm is None:
+        return run(args, DataParallel(None, threads=None))
+    try:  # a failing rank ends every rank, with its number and the error
+        return run(args, DataParallel(None, comm, threads=None))
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            raise
+        distributed.abort_on_error(comm, RuntimeError(exc.code))
+    except BaseException as exc:  # noqa: BLE001 - reported, then every rank ends
+        distributed.abort_on_error(comm, exc)
+
+
+def run(args, dp):
+    """The training command for parsed ``args``; ``dp`` holds the ranks (one without MPI)."""
+    leader = dp.rank == 0
+    say = print if leader else (lambda *a, **k: None)
     if args.threads is not None:
         _threads.set_num_threads(args.threads)
+    elif dp.comm is not None:
+        _threads.set_num_threads(distributed.default_threads(dp.comm))  # never oversubscribe
     if args.backend is not None:
         backends.set_backend(args.backend)
     if args.resume:
-        state, model, opt_state = load_checkpoint(args.resume)
+        # rank 0 reads the file and sends it: the other ranks need no shared file system
+        arrays = read_npz(args.resume, "fastconv training checkpoint") if leader else None
+        arrays = dp.comm.bcast(arrays, root=0) if dp.comm is not None else arrays
+        state, model, opt_state = load_checkpoint(args.resume, arrays)
         take_checkpoint_settings(args, state["args"], Path(args.resume))
+    if dp.comm is not None:
+        distributed.check_same_on_every_rank(
+            dp.comm, "command line", {k: getattr(args, k) for k in (*SETTINGS, "resume", "backend", "sync_bn")})
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    progress = _progress_bar(args)
-    _show_library_messages()
+    if leader:
+        out.mkdir(parents=True, exist_ok=True)
+    progress = _progress_bar(args) if leader else NoProgress
+    if leader:
+        _show_library_messages()
 
     try:
         x_train, y_train, x_test, y_test = datasets.load(datasets.SPECS[args.dataset], args.data_dir)
@@ -318,7 +367,7 @@ def main(argv=None):
     history, start_epoch = [], 0
     if args.resume:
         history, start_epoch = state["history"], state["epoch"]
-        print(f"resuming after epoch {start_epoch} from {args.resume}")
+        say(f"resuming after epoch {start_epoch} from {args.resume}")
     else:
         np.random.seed(args.seed)
         from . import _random
@@ -326,6 +375,7 @@ def main(argv=None):
         _random.seed(args.seed)
         model = ARCHITECTURES[args.arch]()
         opt_state = None
+    dp.attach(model, sync_batchnorm=args.sync_bn)
 
     optimizer = make_optimizer(args, model)
     steps_per_epoch = -(-len(x_train) // args.batch_size)
@@ -336,34 +386,42 @@ def main(argv=None):
             schedule.last_step = state["schedule_step"]
             optimizer.lr = schedule.lr_at(schedule.last_step)
 
-    print(model.summary(x_train.shape[1:]))
-    print(f"backend={backends.get_backend()} threads={_threads.get_num_threads()} "
-          f"train={len(x_train)} test={len(x_test)} optimizer={args.optimizer} lr={args.lr} "
-          f"schedule={args.schedule} augment={args.augment}")
+    say(model.summary(x_train.shape[1:]))
+    say(f"backend={backends.get_backend()} threads={_threads.get_num_threads()} ranks={dp.size} "
+        f"train={len(x_train)} test={len(x_test)} optimizer={args.optimizer} lr={args.lr} "
+        f"schedule={args.schedule} augment={args.augment}")
 
     for epoch in range(start_epoch, args.epochs):
+        comm_before = dp.communication_seconds
         train_loss, train_acc, seconds = train_epoch(model, optimizer, schedule, x_train, y_train,
-                                                     args, epoch, progress)
-        test_loss, test_acc, preds = evaluate(model, x_test, y_test)
+                                                     args, epoch, progress, dp)
+        test_loss, test_acc, preds = evaluate(model, x_test, y_test, dp=dp)
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
                             test_loss=test_loss, test_acc=test_acc, seconds=seconds,
-                            images_per_second=len(x_train) / seconds))
-        print(f"epoch {epoch + 1:2d}/{args.epochs}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | "
-              f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {seconds:.1f} s "
-              f"({len(x_train) / seconds:.0f} img/s)", flush=True)
-        save_checkpoint(out / CHECKPOINT, model, optimizer, schedule,
-                        dict(epoch=epoch + 1, history=history, args=vars(args)))
+                            images_per_second=len(x_train) / seconds,
+                            communication_seconds=dp.communication_seconds - comm_before))
+        say(f"epoch {epoch + 1:2d}/{args.epochs}: train loss {train_loss:.4f} acc {100 * train_acc:.2f}% | "
+            f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {seconds:.1f} s "
+            f"({len(x_train) / seconds:.0f} img/s)", flush=True)
+        if leader:
+            save_checkpoint(out / CHECKPOINT, model, optimizer, schedule,
+                            dict(epoch=epoch + 1, history=history, args=_saved_args(args)))
         if args.stop_after is not None and epoch + 1 >= args.stop_after and epoch + 1 < args.epochs:
-            print(f"stopping after epoch {epoch + 1}; continue with --resume {out / CHECKPOINT}")
+            say(f"stopping after epoch {epoch + 1}; continue with --resume {out / CHECKPOINT}")
             return dict(stopped_after=epoch + 1, epochs=history)
 
-    test_loss, test_acc, preds = evaluate(model, x_test, y_test)
+    test_loss, test_acc, preds = evaluate(model, x_test, y_test, dp=dp)
+    if not leader:
+        return dict(test_accuracy=test_acc, epochs=history, rank=dp.rank)
     confusion = confusion_matrix(y_test, preds)
     model.save(out / "model.npz", extra=dict(dataset=args.dataset, arch=args.arch))
+    steps = steps_per_epoch * max(1, len(history))
     metrics = dict(
         test_accuracy=test_acc, test_loss=test_loss, epochs=history,
         seconds=sum(h["seconds"] for h in history), backend=backends.get_backend(),
-        threads=_threads.get_num_threads(), args=vars(args), confusion=confusion.tolist(),
+        threads=_threads.get_num_threads(), world_size=dp.size,
+        communication_seconds_per_step=dp.communication_seconds / steps,
+        args=_saved_args(args), confusion=confusion.tolist(),
         versions=dict(fastconv=__version__, numpy=np.__version__, python=platform.python_version()),
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -376,6 +434,10 @@ def main(argv=None):
             figures = " (no figures: matplotlib is not installed; pip install 'fastconv[plots]')"
     print(f"final test accuracy {100 * test_acc:.2f}%; wrote {out}/model.npz, metrics.json{figures}")
     return metrics
+
+
+def _saved_args(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "given"}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ class BatchNormCache(NamedTuple):
     gamma: np.ndarray  # (C,) x's dtype
     training: bool
     backend: str | None
+    count: int = 0  # values per channel the statistics came from (all ranks' with reduce=)
+    reduce: object = None  # the reduce= of the forward pass, used again by backward
 
 
 def _per_channel(v, name, c, dtype=None, writeable=False):
@@ -45,13 +47,16 @@ def _nc_s(x):
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
-                       momentum=0.1, eps=1e-5, *, out=None, backend=None):
+                       momentum=0.1, eps=1e-5, *, out=None, reduce=None, backend=None):
     """Returns ``(out, cache)``; out = gamma * (x - mean) / sqrt(var + eps) + beta.
 
     In training, ``running_mean``/``running_var`` are updated in place:
     ``running = (1 - momentum) * running + momentum * batch``.
     out: optional preallocated result (x's shape and dtype, C-contiguous, not
-    overlapping x, which the cache keeps for the backward pass)."""
+    overlapping x, which the cache keeps for the backward pass).
+    reduce: for BatchNorm synchronised across processes (data-parallel
+    training), a function that sums a float64 array over all processes in
+    place; the statistics (and backward's sums) then cover every process's batch."""
     x = _checks.float_array(x, "x", ndim=(2, 4), layout="(N, C) or (N, C, H, W)")
     n, c, s = _nc_s(x)
     gamma = _per_channel(gamma, "gamma", c, x.dtype)
@@ -75,6 +80,8 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
         mean = np.empty(c, dtype=x.dtype)
         var = np.empty(c, dtype=x.dtype)
         kernels.bn_stats(x, mean, var, n, c, s)
+        if reduce is not None:
+            mean, var, count = _global_statistics(mean, var, count, reduce)
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
@@ -86,7 +93,22 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     scale = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
     shift = (beta - mean.astype(np.float64) * scale).astype(x.dtype)
     kernels.channel_affine(x, scale, shift, out, n, c, s)
-    return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend)
+    return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend,
+                               n * s if not training or reduce is None else count, reduce if training else None)
+
+
+def _global_statistics(mean, var, count, reduce):
+    """Mean and biased variance over every process's values, from each
+    process's own (sums of x and x**2 in float64, then one reduce)."""
+    m = mean.astype(np.float64)
+    sums = np.concatenate([m * count, (var.astype(np.float64) + m * m) * count, [float(count)]])
+    reduce(sums)
+    c = len(mean)
+    total = sums[-1]
+    g_mean = sums[:c] / total
+    g_var = np.maximum(sums[c:2 * c] / total - g_mean * g_mean, 0.0)
+    g_var[np.isnan(sums[c:2 * c])] = np.nan  # keep NaN visible, as the kernels do
+    return g_mean.astype(mean.dtype), g_var.astype(var.dtype), int(total)
 
 
 def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None):
@@ -112,11 +134,18 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
     kernels.bn_bwd_reduce(d_out, x, cache.mean, sum_dy, sum_dy_xmu, n, c, s)
     inv_std = cache.inv_std.astype(np.float64)
     gamma = cache.gamma.astype(np.float64)
+    # this process's own sums: data-parallel training averages d_gamma and
+    # d_beta across processes with every other gradient
     d_gamma = (sum_dy_xmu * inv_std).astype(x.dtype)
     d_beta = sum_dy.copy()
+    m = n * s
+    if cache.reduce is not None:  # synchronised BatchNorm: d_x sees every process's sums
+        sums = np.concatenate([sum_dy, sum_dy_xmu]).astype(np.float64)
+        cache.reduce(sums)
+        sum_dy, sum_dy_xmu = sums[:c], sums[c:]
+        m = cache.count
     k_dy = gamma * inv_std
     if cache.training:
-        m = n * s
         k_x = -gamma * inv_std**3 * sum_dy_xmu / m
         k_0 = -k_dy * sum_dy / m
     else:

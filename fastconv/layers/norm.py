@@ -27,6 +27,9 @@ class _BatchNorm(Layer):
         self.running_mean = np.zeros(num_features, self.dtype)
         self.running_var = np.ones(num_features, self.dtype)
         self._cache = None
+        # set by fastconv.distributed.DataParallel(sync_batchnorm=True): sums
+        # the statistics over every process (not saved with the model)
+        self.reduce = None
 
     def get_config(self):
         return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum,
@@ -38,7 +41,7 @@ class _BatchNorm(Layer):
             raise ValueError(f"{self!r} expects {self.num_features} channels, got input of shape {x.shape}")
         out, self._cache = F.batch_norm_forward(
             x, self.gamma, self.beta, self.running_mean, self.running_var, training=self.training,
-            momentum=self.momentum, eps=self.eps, backend=self.backend)
+            momentum=self.momentum, eps=self.eps, reduce=self.reduce, backend=self.backend)
         return out
 
     def backward(self, d_out):
