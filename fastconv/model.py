@@ -12,7 +12,7 @@ import numpy as np
 from ._npz import read_npz, write_npz
 from .backends import get_backend
 from .layers.activations import ReLU
-from .layers.base import LAYER_REGISTRY, Layer, grad_name
+from .layers.base import Layer, build_layer, grad_name, layer_spec
 from .layers.conv import Conv2D
 from .layers.fused import ConvPoolReLU, CroppedConv, fusable
 from .layers.pooling import MaxPool2D
@@ -205,7 +205,11 @@ class CNN(Layer):
 
     # -------------------------------------------------------------- save
     def get_config(self):
-        return {"layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {i} is a {type(layer).__name__}, not a fastconv Layer: save() stores "
+                                f"fastconv layers only (save your own layer's arrays yourself)")
+        return {"layers": [layer_spec(layer) for layer in self.layers]}
 
     def save(self, path, extra: dict | None = None):
         """Write the model to ``path`` (.npz): parameters, buffers and the
@@ -255,19 +259,6 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     arrays = {"param:" + n: v for n, v, _ in model.parameters()}
     arrays.update({"buffer:" + n: v for n, v in model.buffers()})
     return arrays
-
-
-def build_layer(spec) -> Layer:
-    if not isinstance(spec, dict):
-        raise ValueError(f"a layer entry must be an object with 'class' and 'config', got {spec!r:.80}")
-    name = spec.get("class")
-    cls = LAYER_REGISTRY.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(f"unknown layer class {name!r:.80}")
-    config = spec.get("config", {})
-    if not isinstance(config, dict):
-        raise ValueError(f"the config of layer {name} must be an object, got {config!r:.80}")
-    return cls(**config)
 
 
 def read_model_file(path):

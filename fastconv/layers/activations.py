@@ -24,6 +24,23 @@ class ReLU(Layer):
         return d_out * (out > 0)
 
 
+class ReLU6(Layer):
+    """min(max(x, 0), 6) (MobileNet's activation)."""
+
+    def __init__(self):
+        super().__init__()
+        self._out = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._out = np.clip(x, x.dtype.type(0), x.dtype.type(6))
+        return self._out
+
+    def backward(self, d_out):
+        out = self._need_cache(self._out)
+        return np.asarray(d_out) * ((out > 0) & (out < 6))
+
+
 class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.01):
         super().__init__()

@@ -167,3 +167,23 @@ class Layer:
         if cache is None:
             raise RuntimeError(f"{self!r}: backward called before {what}")
         return cache
+
+
+def layer_spec(layer) -> dict:
+    """The saved form of a layer: its class name and constructor config."""
+    return {"class": type(layer).__name__, "config": layer.get_config()}
+
+
+def build_layer(spec) -> Layer:
+    """A layer from its saved form (``layer_spec``); ValueError for anything
+    that is not one (model files are untrusted input)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a layer entry must be an object with 'class' and 'config', got {spec!r:.80}")
+    name = spec.get("class")
+    cls = LAYER_REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown layer class {name!r:.80}")
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"the config of layer {name} must be an object, got {config!r:.80}")
+    return cls(**config)
