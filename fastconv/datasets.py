@@ -290,3 +290,5 @@ def load_fashion_mnist(root=None, *, as_float=True, verbose=True):
 
 
 SPECS = {"mnist": MNIST, "fashion-mnist": FASHION_MNIST}
+
+from .cifar10 import CIFAR10_CLASSES, load_cifar10  # noqa: E402,F401 - defined there, offered here too
