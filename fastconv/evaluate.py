@@ -8,15 +8,15 @@ import argparse
 import sys
 
 
-from . import datasets
+
 from .model import load_model, read_model_file
-from .train import confusion_matrix, evaluate
+from .train import DATASETS, confusion_matrix, evaluate, load_data
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastconv.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("model")
-    p.add_argument("--dataset", choices=sorted(datasets.SPECS), default=None,
+    p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: the data set the model was trained on")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
@@ -27,7 +27,7 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     name = args.dataset or meta.get("extra", {}).get("dataset", "mnist")
-    _, _, x_test, y_test = datasets.load(datasets.SPECS[name], args.data_dir)
+    _, _, x_test, y_test = load_data(name, args.data_dir)
     loss, acc, preds = evaluate(model, x_test, y_test)
     cm = confusion_matrix(y_test, preds)
     print(f"{args.model}: {name} test accuracy {100 * acc:.2f}% ({int((preds == y_test).sum())}/{len(y_test)}), "

@@ -260,3 +260,71 @@ class OneCycleLR(_Schedule):
         if t < self.up:
             return self._cos(self.start_lr, self.max_lr, t / self.up)
         return self._cos(self.max_lr, self.final_lr, (t - self.up) / max(1, self.total - self.up))
+
+
+class TriangularLR(_Schedule):
+    """Linear up from max_lr/div_factor to max_lr over pct_start of
+    total_steps, then linear down to 0 (the fast CIFAR-10 recipes' schedule)."""
+
+    def __init__(self, optimizer, max_lr, total_steps, pct_start=0.25, div_factor=10.0):
+        self.max_lr, self.total = float(max_lr), max(1, int(total_steps))
+        self.up = max(1, int(pct_start * self.total))
+        self.start_lr = self.max_lr / div_factor
+        super().__init__(optimizer)
+
+    def lr_at(self, t):
+        if t < self.up:
+            return self.start_lr + (self.max_lr - self.start_lr) * t / self.up
+        return self.max_lr * max(0.0, (self.total - t) / max(1, self.total - self.up))
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters and buffers
+    (``avg = decay * avg + (1 - decay) * value`` after each ``update()``),
+    evaluated by swapping it in: ``with ema.swapped(): evaluate(model)``."""
+
+    def __init__(self, model, decay=0.999):
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.model, self.decay = model, float(decay)
+        self.average = {name: value.copy() for name, value in self._arrays()}
+
+    def _arrays(self):
+        yield from ((n, v) for n, v, _ in self.model.parameters())
+        yield from self.model.buffers()
+
+    def update(self):
+        for name, value in self._arrays():
+            avg = self.average[name]
+            avg *= avg.dtype.type(self.decay)
+            avg += avg.dtype.type(1 - self.decay) * value
+
+    def swapped(self):
+        """Context manager: the model holds the averaged weights inside it."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def swap():
+            saved = {name: value.copy() for name, value in self._arrays()}
+            for name, value in self._arrays():
+                value[...] = self.average[name]
+            try:
+                yield self.model
+            finally:
+                for name, value in self._arrays():
+                    value[...] = saved[name]
+
+        return swap()
+
+    def state_dict(self) -> dict:
+        return dict(self.average)
+
+    def load_state_dict(self, arrays: dict) -> None:
+        """Restore averages (untrusted: each must match its array's shape)."""
+        for name, value in self._arrays():
+            if name not in arrays:
+                raise ValueError(f"weight-average state lacks {name!r}")
+            if np.shape(arrays[name]) != value.shape:
+                raise ValueError(f"weight-average state {name!r} has shape {np.shape(arrays[name])}; "
+                                 f"expected {value.shape}")
+            self.average[name] = np.array(arrays[name], dtype=value.dtype)

@@ -1,4 +1,4 @@
-"""Train a CNN on MNIST or Fashion-MNIST:  python -m fastconv.train [options]
+"""Train a CNN on MNIST, Fashion-MNIST or CIFAR-10:  python -m fastconv.train [options]
 
 Prints the architecture, a progress bar per epoch, and per-epoch train/test
 loss and accuracy; writes model.npz, metrics.json, curves.png, filters.png,
@@ -8,6 +8,7 @@ gives the same result as an uninterrupted run with the same seed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
@@ -18,21 +19,34 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, _threads, backends, datasets, distributed
-from .architectures import ARCHITECTURES
+from .architectures import ARCHITECTURES, INPUT_CHANNELS
 from .distributed import DataParallel
-from .augment import batches, random_shift
+from .augment import batches, horizontal_flip, random_crop, random_shift
 from .losses import SoftmaxCrossEntropy
 from ._npz import read_npz
 from ._progress import NoProgress
 from .model import atomic_save_npz, build_model, model_arrays, parse_json_entry
-from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
+from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR, TriangularLR, WeightAverage
 
 CHECKPOINT = "checkpoint.npz"
 
 
 # Options that define a run; a resumed run takes them from its checkpoint.
 SETTINGS = ("dataset", "arch", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-            "schedule", "seed", "augment", "limit")
+            "schedule", "seed", "augment", "limit", "label_smoothing", "ema", "tta", "preset")
+DATASETS = (*sorted(datasets.SPECS), "cifar10")
+
+# Recipes: option values a --preset sets (options given on the command line win).
+# Their measured time to accuracy: docs/recipes.md (bench/recipes.py runs the seeds).
+PRESETS = {
+    "mnist-fast": dict(dataset="mnist", arch="seed", epochs=2, batch_size=128, optimizer="sgd", lr=0.2,
+                       momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1),
+    "mnist-99.4": dict(dataset="mnist", arch="seed", epochs=5, batch_size=128, optimizer="sgd", lr=0.2,
+                       momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, augment=True),
+    "cifar10-fast": dict(dataset="cifar10", arch="fast_cifar", epochs=10, batch_size=256, optimizer="sgd", lr=0.2,
+                         momentum=0.9, weight_decay=5e-4, schedule="triangular", label_smoothing=0.2, augment=True,
+                         ema=0.99, tta=True),
+}
 
 
 def parse_args(argv=None):
@@ -43,6 +57,10 @@ def parse_args(argv=None):
     for action in quiet._actions:
         action.default = argparse.SUPPRESS
     args.given = sorted(vars(quiet.parse_args(argv)))
+    if args.preset is not None:
+        for key, value in PRESETS[args.preset].items():
+            if key not in args.given:
+                setattr(args, key, value)
     if args.lr is None:
         args.lr = 0.05 if args.optimizer == "sgd" else 1e-3
     for name in ("epochs", "batch_size"):
@@ -60,18 +78,26 @@ def _prog() -> str:
 def _parser():
     p = argparse.ArgumentParser(prog=_prog(), description=" ".join(__doc__.split("\n\n")[0].split()),
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(datasets.SPECS), default="mnist", help="data set")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a recipe: sets the options it names unless given (see docs/recipes.md)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="data set")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed",
-                   help="network: seed = the guides' CNN, bn = padded convolutions with BatchNorm")
+                   help="network (fastconv.architectures): seed = the guides' CNN, bn = padded convolutions with "
+                        "BatchNorm; simple_cnn, vgg_bn, resnet20, resnet18, fast_cifar for CIFAR-10")
     p.add_argument("--epochs", type=int, default=8, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=64, help="images per optimizer step")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd", help="optimizer")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.05 for sgd, 1e-3 for adam/adamw)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (Nesterov)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
-    p.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle"], default="cosine",
+    p.add_argument("--schedule", choices=["none", "step", "cosine", "onecycle", "triangular"], default="cosine",
                    help="learning-rate schedule, stepped every batch")
-    p.add_argument("--augment", action="store_true", help="random shifts of up to 2 pixels")
+    p.add_argument("--augment", action="store_true",
+                   help="MNIST: random shifts of up to 2 pixels; CIFAR-10: random crop (padding 4) + horizontal flip")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the cross-entropy")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="evaluate an exponential moving average of the weights with this decay per step")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the logits of x and its mirror")
     p.add_argument("--backend", choices=list(backends.BACKEND_NAMES), default=None,
                    help="kernel backend (default: the fastest that loads: c, then numba)")
     p.add_argument("--threads", type=int, default=None, help="threads for kernels and BLAS (default: all cores)")
@@ -125,16 +151,19 @@ def make_schedule(args, optimizer, steps_per_epoch):
         return CosineAnnealingLR(optimizer, T_max=total, warmup_steps=min(200, total // 10))
     if args.schedule == "onecycle":
         return OneCycleLR(optimizer, max_lr=args.lr, total_steps=total)
+    if args.schedule == "triangular":
+        return TriangularLR(optimizer, max_lr=args.lr, total_steps=total)
     return None
 
 
-def evaluate(model, x, y, batch_size=1000, dp=None):
+def evaluate(model, x, y, batch_size=1000, dp=None, tta=False):
     """(mean loss, accuracy, predictions) in eval mode.  With ``dp`` over
     several ranks each evaluates its shard of x; the figures and the
-    predictions (in x's order) are combined on every rank."""
+    predictions (in x's order) are combined on every rank.  ``tta``: the
+    logits are the mean of those of x and of x mirrored left-right."""
     if dp is not None and dp.size > 1:
         start, stop = dp.shard_bounds(len(x))
-        loss, _, preds = evaluate(model, x[start:stop], y[start:stop], batch_size) if stop > start else (
+        loss, _, preds = evaluate(model, x[start:stop], y[start:stop], batch_size, tta=tta) if stop > start else (
             0.0, 0.0, np.empty(0, np.int64))
         total = dp.sum(loss * (stop - start))[0]
         preds = np.concatenate(dp.comm.allgather(preds))
@@ -146,6 +175,8 @@ def evaluate(model, x, y, batch_size=1000, dp=None):
     try:
         for i in range(0, len(x), batch_size):
             logits = model.forward(x[i:i + batch_size])
+            if tta:
+                logits = (logits + model.forward(np.ascontiguousarray(x[i:i + batch_size, :, :, ::-1]))) / 2
             total += loss_fn.forward(logits, y[i:i + batch_size]) * len(logits)
             preds.append(logits.argmax(axis=1))
     finally:
@@ -171,10 +202,10 @@ def _reseed_randomness(model, seed, epoch, rank=0):
     visit(model)
 
 
-def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress, dp):
+def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress, dp, ema=None):
     """One pass over (x, y) in global batches of args.batch_size; each rank
     trains on its shard of every batch.  Returns (loss, accuracy, seconds)."""
-    loss_fn = SoftmaxCrossEntropy()
+    loss_fn = SoftmaxCrossEntropy(label_smoothing=args.label_smoothing)
     _reseed_randomness(model, args.seed, epoch, dp.rank)
     model.train()
     rng = np.random.default_rng([args.seed, epoch])  # shuffling and augmentation of this epoch
@@ -183,13 +214,16 @@ def train_epoch(model, optimizer, schedule, x, y, args, epoch, progress, dp):
     start = time.perf_counter()
     bar = progress(total=len(x), desc=f"epoch {epoch + 1}/{args.epochs}", unit="img", leave=False)
     for xb, yb in batches(x, y, args.batch_size, shuffle=True, rng=rng):
-        if args.augment:
-            xb = random_shift(xb, 2, rng)  # the whole batch on every rank: the same draws as one process
+        if args.augment:  # the whole batch on every rank: the same draws as one process
+            xb = (horizontal_flip(random_crop(xb, 4, rng), 0.5, rng) if args.dataset == "cifar10"
+                  else random_shift(xb, 2, rng))
         xb, yb = dp.shard(xb), dp.shard(yb)
         logits = model.forward(xb)
         loss = loss_fn.forward(logits, yb)
         dp.backward(loss_fn.backward())
         optimizer.step()
+        if ema is not None:
+            ema.update()
         if schedule is not None:
             schedule.step()
         seen += len(xb)
@@ -226,9 +260,11 @@ def _show_library_messages():
     logger.setLevel(logging.INFO)
 
 
-def save_checkpoint(path, model, optimizer, schedule, state):
+def save_checkpoint(path, model, optimizer, schedule, state, ema=None):
     arrays = model_arrays(model)
     arrays.update({"opt:" + k: v for k, v in optimizer.state_dict().items()})
+    if ema is not None:
+        arrays.update({"ema:" + k: v for k, v in ema.state_dict().items()})
     state = {**state, "schedule_step": schedule.last_step if schedule else 0,
              "architecture": model.get_config(), "format": "fastconv.checkpoint"}
     arrays["__checkpoint__"] = np.array(json.dumps(state))
@@ -236,7 +272,7 @@ def save_checkpoint(path, model, optimizer, schedule, state):
 
 
 def load_checkpoint(path, arrays=None):
-    """(state dict, model, optimizer state) of a checkpoint (its arrays given,
+    """(state dict, model, optimizer state, weight-average state) of a checkpoint (its arrays given,
     or read from ``path``); ValueError naming the file for anything that is
     not a readable one (untrusted input)."""
     path = Path(path)
@@ -251,7 +287,8 @@ def load_checkpoint(path, arrays=None):
                              f"expected a {kind.__name__}")
     model = build_model(state["architecture"], arrays, path)
     opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt:")}
-    return state, model, opt_state
+    ema_state = {k[4:]: v for k, v in arrays.items() if k.startswith("ema:")}
+    return state, model, opt_state, ema_state
 
 
 def write_figures(out: Path, history, model, confusion, class_names):
@@ -343,7 +380,7 @@ def run(args, dp):
         # rank 0 reads the file and sends it: the other ranks need no shared file system
         arrays = read_npz(args.resume, "fastconv training checkpoint") if leader else None
         arrays = dp.comm.bcast(arrays, root=0) if dp.comm is not None else arrays
-        state, model, opt_state = load_checkpoint(args.resume, arrays)
+        state, model, opt_state, ema_state = load_checkpoint(args.resume, arrays)
         take_checkpoint_settings(args, state["args"], Path(args.resume))
     if dp.comm is not None:
         distributed.check_same_on_every_rank(
@@ -356,9 +393,13 @@ def run(args, dp):
         _show_library_messages()
 
     try:
-        x_train, y_train, x_test, y_test = datasets.load(datasets.SPECS[args.dataset], args.data_dir)
+        x_train, y_train, x_test, y_test = load_data(args.dataset, args.data_dir)
     except datasets.DatasetError as exc:
         sys.exit(f"error: {exc}")
+    if INPUT_CHANNELS[args.arch] != x_train.shape[1]:
+        sys.exit(f"error: --arch {args.arch} takes {INPUT_CHANNELS[args.arch]}-channel images; {args.dataset} has "
+                 f"{x_train.shape[1]}. For {args.dataset} use one of: "
+                 + ", ".join(a for a, c in INPUT_CHANNELS.items() if c == x_train.shape[1]))
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     if args.test_limit:
@@ -374,8 +415,15 @@ def run(args, dp):
 
         _random.seed(args.seed)
         model = ARCHITECTURES[args.arch]()
-        opt_state = None
+        opt_state = ema_state = None
     dp.attach(model, sync_batchnorm=args.sync_bn)
+    ema = WeightAverage(model, args.ema) if args.ema else None
+    if ema is not None and ema_state:
+        ema.load_state_dict(ema_state)
+
+    def evaluate_now():
+        with ema.swapped() if ema is not None else contextlib.nullcontext():
+            return evaluate(model, x_test, y_test, dp=dp, tta=args.tta)
 
     optimizer = make_optimizer(args, model)
     steps_per_epoch = -(-len(x_train) // args.batch_size)
@@ -394,8 +442,8 @@ def run(args, dp):
     for epoch in range(start_epoch, args.epochs):
         comm_before = dp.communication_seconds
         train_loss, train_acc, seconds = train_epoch(model, optimizer, schedule, x_train, y_train,
-                                                     args, epoch, progress, dp)
-        test_loss, test_acc, preds = evaluate(model, x_test, y_test, dp=dp)
+                                                     args, epoch, progress, dp, ema)
+        test_loss, test_acc, preds = evaluate_now()
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
                             test_loss=test_loss, test_acc=test_acc, seconds=seconds,
                             images_per_second=len(x_train) / seconds,
@@ -405,16 +453,17 @@ def run(args, dp):
             f"({len(x_train) / seconds:.0f} img/s)", flush=True)
         if leader:
             save_checkpoint(out / CHECKPOINT, model, optimizer, schedule,
-                            dict(epoch=epoch + 1, history=history, args=_saved_args(args)))
+                            dict(epoch=epoch + 1, history=history, args=_saved_args(args)), ema)
         if args.stop_after is not None and epoch + 1 >= args.stop_after and epoch + 1 < args.epochs:
             say(f"stopping after epoch {epoch + 1}; continue with --resume {out / CHECKPOINT}")
             return dict(stopped_after=epoch + 1, epochs=history)
 
-    test_loss, test_acc, preds = evaluate(model, x_test, y_test, dp=dp)
+    test_loss, test_acc, preds = evaluate_now()
     if not leader:
         return dict(test_accuracy=test_acc, epochs=history, rank=dp.rank)
     confusion = confusion_matrix(y_test, preds)
-    model.save(out / "model.npz", extra=dict(dataset=args.dataset, arch=args.arch))
+    with ema.swapped() if ema is not None else contextlib.nullcontext():  # the weights that were evaluated
+        model.save(out / "model.npz", extra=dict(dataset=args.dataset, arch=args.arch))
     steps = steps_per_epoch * max(1, len(history))
     metrics = dict(
         test_accuracy=test_acc, test_loss=test_loss, epochs=history,
@@ -428,12 +477,23 @@ def run(args, dp):
     figures = ""
     if not args.no_plots:
         try:
-            write_figures(out, history, model, confusion, datasets.SPECS[args.dataset].class_names)
+            write_figures(out, history, model, confusion, class_names(args.dataset))
             figures = ", curves.png, filters.png, confusion.png"
         except ImportError:
             figures = " (no figures: matplotlib is not installed; pip install 'fastconv[plots]')"
     print(f"final test accuracy {100 * test_acc:.2f}%; wrote {out}/model.npz, metrics.json{figures}")
     return metrics
+
+
+def load_data(name: str, data_dir=None):
+    """(x_train, y_train, x_test, y_test) of a data set the command knows."""
+    if name == "cifar10":
+        return datasets.load_cifar10(data_dir)
+    return datasets.load(datasets.SPECS[name], data_dir)
+
+
+def class_names(name: str):
+    return datasets.CIFAR10_CLASSES if name == "cifar10" else datasets.SPECS[name].class_names
 
 
 def _saved_args(args) -> dict:

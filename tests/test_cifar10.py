@@ -180,3 +180,50 @@ def test_nothing_available_lists_what_was_tried(tmp_path, monkeypatch):
     text = str(info.value)
     assert "nowhere: does not exist" in text and "no decoded CIFAR-10" in text and "127.0.0.1:9" in text
     assert "../shared/data/cifar10-images.tar.gz" in text
+
+
+def _tiny_folder_set(root: Path, per_class=6, seed=0):
+    """A small CIFAR-shaped image-folder set: each class a colour, plus noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("test", per_class // 2)):
+        for k, cls in enumerate(CIFAR10_CLASSES):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(25 * k, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / cls / f"{i:04d}.png")
+    return root
+
+
+def test_training_command_on_cifar10_with_every_recipe_option(tmp_path):
+    from fastconv import train as train_cmd
+
+    data = _tiny_folder_set(tmp_path / "data")
+    metrics = train_cmd.main(["--dataset", "cifar10", "--arch", "simple_cnn", "--data-dir", str(data),
+                              "--epochs", "2", "--batch-size", "16", "--augment", "--label-smoothing", "0.1",
+                              "--schedule", "triangular", "--ema", "0.9", "--tta", "--lr", "0.05",
+                              "--out", str(tmp_path / "run")])
+    assert metrics["args"]["dataset"] == "cifar10" and len(metrics["epochs"]) == 2
+    assert (tmp_path / "run" / "confusion.png").exists()
+    # the saved model is the averaged one that was evaluated, and takes [0, 1] images as they are
+    model = fastconv_load(tmp_path / "run" / "model.npz")
+    x_test = load_cifar10(data, verbose=False)[2]
+    preds = model.predict(x_test)
+    assert preds.shape == (len(x_test),)
+    # resuming keeps the weight average
+    train_cmd.main(["--resume", str(tmp_path / "run" / "checkpoint.npz"), "--no-plots"])
+
+
+def test_an_mnist_architecture_on_cifar10_is_refused(tmp_path):
+    from fastconv import train as train_cmd
+
+    data = _tiny_folder_set(tmp_path / "data", per_class=2)
+    with pytest.raises(SystemExit, match="--arch seed takes 1-channel images; cifar10 has 3.*simple_cnn"):
+        train_cmd.main(["--dataset", "cifar10", "--arch", "seed", "--data-dir", str(data), "--out", str(tmp_path)])
+
+
+def fastconv_load(path):
+    from fastconv import load_model
+
+    return load_model(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from .._random import get_rng
 from .base import Layer
 
@@ -13,15 +14,11 @@ class ReLU(Layer):
         self._out = None
 
     def forward(self, x):
-        x = np.asarray(x)
-        self._out = np.maximum(x, x.dtype.type(0))  # a scalar of x's dtype: no upcast
-        return self._out
+        out, self._out = F.relu(x)
+        return out
 
     def backward(self, d_out):
-        out = self._need_cache(self._out)
-        d_out = np.asarray(d_out)
-        # where the output is positive the input was; multiply by the 0/1 mask
-        return d_out * (out > 0)
+        return F.relu_backward(d_out, self._need_cache(self._out))
 
 
 class ReLU6(Layer):
@@ -138,21 +135,35 @@ class Dropout2D(Dropout):
 
 class Normalize(Layer):
     """(x - mean) / std with fixed constants: input normalisation kept inside
-    the model, so a saved model takes raw [0, 1] images."""
+    the model, so a saved model takes raw [0, 1] images.  ``mean`` and ``std``
+    are numbers, or one per channel of (N, C, H, W) input (CIFAR-10's)."""
 
     def __init__(self, mean=0.0, std=1.0):
         super().__init__()
-        if not std > 0:
+        mean_a, std_a = np.atleast_1d(np.asarray(mean, dtype=np.float64)), np.atleast_1d(np.asarray(std, dtype=np.float64))
+        if mean_a.ndim != 1 or std_a.ndim != 1 or len(mean_a) != len(std_a) and 1 not in (len(mean_a), len(std_a)):
+            raise ValueError(f"mean and std must be numbers or one per channel, got {mean!r} and {std!r}")
+        if not (std_a > 0).all():
             raise ValueError(f"std must be positive, got {std}")
-        self.mean, self.std = float(mean), float(std)
+        self.mean = float(mean_a[0]) if mean_a.size == 1 else [float(v) for v in mean_a]
+        self.std = float(std_a[0]) if std_a.size == 1 else [float(v) for v in std_a]
 
     def get_config(self):
         return dict(mean=self.mean, std=self.std)
 
+    def _per_channel(self, v, x):
+        if isinstance(v, float):
+            return v
+        if x.ndim != 4 or x.shape[1] != len(v):
+            raise ValueError(f"{self!r} has {len(v)} per-channel constants; the input has shape {x.shape}")
+        return np.asarray(v)[None, :, None, None]
+
     def forward(self, x):
         x = np.asarray(x)
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
-        return ((x - self.mean) / self.std).astype(dtype, copy=False)
+        self._x_ndim = x.ndim
+        return ((x - self._per_channel(self.mean, x)) / self._per_channel(self.std, x)).astype(dtype, copy=False)
 
     def backward(self, d_out):
-        return d_out / self.std
+        d_out = np.asarray(d_out)
+        return (d_out / self._per_channel(self.std, d_out)).astype(d_out.dtype, copy=False)

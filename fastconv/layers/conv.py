@@ -1,11 +1,12 @@
-"""Conv2D: im2col + one BLAS GEMM per group forward, GEMMs + col2im backward."""
+"""Conv2D: holds the weights and calls functional.conv2d / conv2d_backward
+(im2col + one BLAS GEMM per group forward, GEMMs + col2im backward)."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _checks
 from .._random import get_rng
-from ..functional import col2im, im2col
+from .. import functional as F
 from .base import Layer
 
 
@@ -74,36 +75,11 @@ class Conv2D(Layer):
         oh, ow = _checks.conv_output_size(*x.shape[2:], kh, kw, self.stride, self.padding, self.dilation)
         return np.ascontiguousarray(x), oh, ow
 
-    def _remember_input(self, x, oh, ow):
-        """Cache for backward without the column matrix (rebuilt per chunk)."""
-        self._cache = (x, None, self._chunk(x.shape, oh, ow), oh, ow)
-
     def forward(self, x):
-        x, oh, ow = self._prepare(x)
-        n = x.shape[0]
-        kh, kw = self.kernel_size
-        g, f, L = self.groups, self.out_channels, oh * ow
-        w_mat = self.weights.reshape(g, f // g, -1)
-        chunk = self._chunk(x.shape, oh, ow)
-        out = np.empty((f, n * L), dtype=self.dtype)  # (F, N*OH*OW): the GEMM's natural layout
-        for n0 in range(0, n, chunk):
-            n1 = min(n, n0 + chunk)
-            col = None  # free the previous chunk's columns before building the next
-            col = im2col(x[n0:n1], kh, kw, **self._geometry())  # (C*KH*KW, nb*OH*OW)
-            col_g = col.reshape(g, -1, col.shape[1])  # group g's channels: a row block of col
-            if chunk >= n:  # one chunk: the GEMM writes the output in place
-                np.matmul(w_mat, col_g, out=out.reshape(g, f // g, -1))
-            else:
-                out[:, n0 * L:n1 * L] = np.matmul(w_mat, col_g).reshape(f, -1)
-        if self.bias is not None:
-            out += self.bias[:, None]
-        # Keep the column matrix when it is the whole batch; otherwise keep x
-        # and rebuild each chunk's columns in backward (cheap next to the GEMMs).
-        self._cache = (x, col if chunk >= n else None, chunk, oh, ow)
-        # An NCHW *view* of the (F, N, OH, OW) result: no transpose copy.
-        # Elementwise layers keep this layout, pooling works on it in place
-        # (see MaxPool2D), and backward gets d_out in it for free.
-        return out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+        x, _, _ = self._prepare(x)
+        out, self._cache = F.conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
+                                    self.groups, backend=self.backend, max_col_bytes=self.max_col_bytes)
+        return out
 
     def backward(self, d_out):
         return self._backward(d_out, input_grad=True)
@@ -113,42 +89,9 @@ class Conv2D(Layer):
         self._backward(d_out, input_grad=False)
 
     def _backward(self, d_out, input_grad):
-        x, full_col, chunk, oh, ow = self._need_cache(self._cache)
-        d_out = np.asarray(d_out, dtype=self.dtype)
-        n, f, g, L = x.shape[0], self.out_channels, self.groups, oh * ow
-        if d_out.shape != (n, f, oh, ow):
-            raise ValueError(f"{self!r}: d_out has shape {d_out.shape}, but the forward output was "
-                             f"{(n, f, oh, ow)}")
-        # d_out as (F, N*OH*OW) columns: free when d_out is the NCHW view of
-        # such an array (what forward returns); otherwise each chunk's slice
-        # is transposed on its own, so no full-size copy is made.
-        d_cnhw = d_out.transpose(1, 0, 2, 3)
-        whole = d_cnhw.reshape(f, n * L) if d_cnhw.flags.c_contiguous else None
-        d_bias = np.zeros(f) if self.bias is not None else None
-        kh, kw = self.kernel_size
-        w_t = self.weights.reshape(g, f // g, -1).transpose(0, 2, 1)
-        d_w = self.d_weights.reshape(g, f // g, -1)
-        d_x = np.empty(x.shape, dtype=self.dtype) if input_grad else None
-        for n0 in range(0, n, chunk):
-            n1 = min(n, n0 + chunk)
-            col = d_col = None  # free the previous chunk's buffers first
-            col = full_col if full_col is not None else im2col(x[n0:n1], kh, kw, **self._geometry())
-            if whole is not None:
-                d_chunk = whole[:, n0 * L:n1 * L]
-            else:
-                d_chunk = np.ascontiguousarray(d_cnhw[:, n0:n1]).reshape(f, -1)
-            if d_bias is not None:
-                # a BLAS matrix-vector product: multithreaded, 5x faster than .sum(axis=1)
-                d_bias += d_chunk @ np.ones(d_chunk.shape[1], dtype=self.dtype)
-            d_chunk = d_chunk.reshape(g, f // g, -1)
-            grad_w = np.matmul(d_chunk, col.reshape(g, -1, col.shape[1]).transpose(0, 2, 1))
-            if n0 == 0:
-                d_w[...] = grad_w
-            else:
-                d_w += grad_w
-            if input_grad:
-                d_col = np.matmul(w_t, d_chunk).reshape(col.shape)
-                col2im(d_col, (n1 - n0, *x.shape[1:]), kh, kw, out=d_x[n0:n1], **self._geometry())
-        if d_bias is not None:
-            self.d_bias[...] = d_bias
+        cache = self._need_cache(self._cache)
+        d_x, d_w, d_b = F.conv2d_backward(d_out, cache, input_grad=input_grad)
+        self.d_weights[...] = d_w
+        if self.bias is not None:
+            self.d_bias[...] = d_b
         return d_x

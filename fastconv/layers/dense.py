@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks
+from .. import functional as F
 from .._random import get_rng
 from .base import Layer
 
@@ -37,19 +38,15 @@ class Dense(Layer):
                 f"({x.shape[1]} features); check the layer before it (a Flatten after a conv/pool "
                 f"gives C*H*W features)"
             )
-        self._x = x
-        out = x @ self.weights
-        if self.bias is not None:
-            out += self.bias
+        out, self._x = F.linear(x, self.weights, self.bias)
         return out
 
     def backward(self, d_out):
-        x = self._need_cache(self._x)
-        d_out = np.asarray(d_out, dtype=self.dtype)
-        np.matmul(x.T, d_out, out=self.d_weights)
+        cache = self._need_cache(self._x)
+        d_x, self.d_weights[...], d_b = F.linear_backward(d_out, cache)
         if self.bias is not None:
-            self.d_bias[...] = d_out.sum(axis=0)
-        return d_out @ self.weights.T
+            self.d_bias[...] = d_b
+        return d_x
 
 
 class Flatten(Layer):

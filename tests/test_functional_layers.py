@@ -1,0 +1,100 @@
+"""The functional tier: conv2d / conv2d_backward, linear / linear_backward,
+relu / relu_backward against loop oracles and central differences, on every
+backend, hypothesis-drawn geometry included."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastconv import functional as F
+import naive
+from conftest import TOL
+
+
+def _data(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 3), groups=st.sampled_from([1, 2]), cg=st.integers(1, 3), fg=st.integers(1, 3),
+       h=st.integers(3, 9), w=st.integers(3, 9), k=st.integers(1, 3), s=st.integers(1, 2), p=st.integers(0, 2),
+       d=st.integers(1, 2), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_conv2d_and_its_backward_match_the_loops(backend, dtype, n, groups, cg, fg, h, w, k, s, p, d, bias, seed):
+    rng = np.random.default_rng(seed)
+    if (k - 1) * d + 1 > min(h, w) + 2 * p:
+        return  # a kernel larger than the padded input: refused, tested in test_errors
+    x = _data(rng, (n, cg * groups, h, w), dtype)
+    wts = _data(rng, (fg * groups, cg, k, k), dtype)
+    b = _data(rng, (fg * groups,), dtype) if bias else None
+    out, cache = F.conv2d(x, wts, b, s, p, d, groups, backend=backend)
+    geo = ((s, s), (p, p), (d, d))
+    want = naive.conv2d(x.astype(np.float64), wts.astype(np.float64), None if b is None else b.astype(np.float64),
+                        *geo, groups)
+    np.testing.assert_allclose(out, want, **TOL[dtype])
+    g = _data(rng, out.shape, dtype)
+    d_x, d_w, d_b = F.conv2d_backward(g, cache)
+    assert d_x.dtype == d_w.dtype == dtype
+    if groups == 1:
+        want_dw, want_db = naive.conv2d_params_grad(x, g, wts.shape, *geo)
+        np.testing.assert_allclose(d_w, want_dw, **TOL[dtype])
+        np.testing.assert_allclose(d_x, naive.conv2d_input_grad(wts, g, x.shape, *geo), **TOL[dtype])
+        if bias:
+            np.testing.assert_allclose(d_b, want_db, **TOL[dtype])
+    assert F.conv2d_backward(g, cache, input_grad=False)[0] is None
+
+
+def test_conv2d_backward_against_central_differences(backend):
+    rng = np.random.default_rng(0)
+    x, wts, b = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)
+    geo = dict(stride=(1, 2), padding=1, dilation=(2, 1), groups=2, backend=backend)
+    out, cache = F.conv2d(x, wts, b, **geo)
+    g = rng.standard_normal(out.shape)
+    d_x, d_w, d_b = F.conv2d_backward(g, cache)
+    assert naive.rel_error(d_x, naive.numerical_grad(lambda v: F.conv2d(v, wts, b, **geo)[0], x.copy(), g)) < 1e-8
+    assert naive.rel_error(d_w, naive.numerical_grad(lambda v: F.conv2d(x, v, b, **geo)[0], wts.copy(), g)) < 1e-8
+    assert naive.rel_error(d_b, naive.numerical_grad(lambda v: F.conv2d(x, wts, v, **geo)[0], b.copy(), g)) < 1e-8
+
+
+def test_chunked_conv2d_equals_one_chunk(backend):
+    rng = np.random.default_rng(1)
+    x, wts = rng.standard_normal((5, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3))
+    whole, cw = F.conv2d(x, wts, None, padding=1, backend=backend)
+    chunked, cc = F.conv2d(x, wts, None, padding=1, backend=backend, max_col_bytes=27 * 49 * 8)  # one image per chunk
+    assert cc.chunk == 1 and cw.chunk == 5
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12)
+    g = rng.standard_normal(whole.shape)
+    for a, b in zip(F.conv2d_backward(g, cc), F.conv2d_backward(g, cw)):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_and_relu_with_their_backward():
+    rng = np.random.default_rng(2)
+    x, wts, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+    out, cache = F.linear(x, wts, b)
+    np.testing.assert_allclose(out, x @ wts + b)
+    g = rng.standard_normal(out.shape)
+    d_x, d_w, d_b = F.linear_backward(g, cache)
+    np.testing.assert_allclose(d_x, naive.numerical_grad(lambda v: F.linear(v, wts, b)[0], x.copy(), g), rtol=1e-7)
+    np.testing.assert_allclose(d_w, naive.numerical_grad(lambda v: F.linear(x, v, b)[0], wts.copy(), g), rtol=1e-7)
+    np.testing.assert_allclose(d_b, g.sum(axis=0))
+    y, rcache = F.relu(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(F.relu_backward(g[:, :1].repeat(4, 1), rcache), g[:, :1].repeat(4, 1) * (x > 0))
+
+
+def test_functional_errors_name_what_is_wrong():
+    x = np.ones((2, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="groups=2 expect 6 input channels"):
+        F.conv2d(x, np.ones((4, 3, 3, 3), np.float32), groups=2)
+    with pytest.raises(ValueError, match="bias has shape \\(3,\\); the weights have 4 filters"):
+        F.conv2d(x, np.ones((4, 4, 3, 3), np.float32), np.ones(3, np.float32))
+    out, cache = F.conv2d(x, np.ones((4, 4, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="d_out has shape \\(2, 4, 2, 2\\), but the forward output was \\(2, 4, 3, 3\\)"):
+        F.conv2d_backward(np.ones((2, 4, 2, 2), np.float32), cache)
+    with pytest.raises(TypeError, match="Conv2dCache returned by conv2d"):
+        F.conv2d_backward(out, (x,))
+    with pytest.raises(ValueError, match="x has 3 features but weights of shape \\(4, 2\\) take 4"):
+        F.linear(np.ones((2, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="d_out has shape \\(2, 3\\); the forward output was \\(2, 2\\)"):
+        F.relu_backward(np.ones((2, 3)), F.relu(np.ones((2, 2)))[1])
