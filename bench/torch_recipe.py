@@ -26,9 +26,12 @@ def main():
     p.add_argument("--seeds", type=int, default=1, help="runs, seeds 0..N-1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args()
-    import torch
+    import warnings
+
+    import torch  # first: PyTorch runs with its own OpenMP settings, as a PyTorch user's script would
     import torch.nn as nn
 
+    warnings.filterwarnings("ignore", message="libgomp was loaded before fastconv")  # only NumPy helpers used
     from fastconv.augment import batches, random_shift
     from fastconv.datasets import load_mnist
     from fastconv.train import PRESETS

@@ -135,3 +135,32 @@ def test_full_mnist_default_run_reaches_99_percent(tmp_path):
     default settings) ends above 99.0 % on the full MNIST test set."""
     metrics = train_cmd.main(["--out", str(tmp_path), "--no-progress"])
     assert metrics["test_accuracy"] >= 0.99, metrics["test_accuracy"]
+
+
+def test_a_preset_sets_what_it_names_and_options_given_win():
+    args = train_cmd.parse_args(["--preset", "mnist-fast", "--epochs", "3"])
+    recipe = train_cmd.PRESETS["mnist-fast"]
+    assert args.epochs == 3 and args.batch_size == recipe["batch_size"] and args.lr == recipe["lr"]
+    assert args.label_smoothing == recipe["label_smoothing"] and args.schedule == recipe["schedule"]
+    assert train_cmd.parse_args([]).batch_size == 64  # no preset: the defaults
+
+
+def test_triangular_schedule_and_weight_average():
+    from fastconv.optim import TriangularLR, WeightAverage
+
+    model = fastconv.architectures.seed_cnn()
+    opt = SGD(model, lr=1.0)
+    sched = TriangularLR(opt, max_lr=1.0, total_steps=100, pct_start=0.25, div_factor=10)
+    lrs = [opt.lr] + [sched.step() for _ in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[25] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.0)
+    assert all(a <= b for a, b in zip(lrs[:25], lrs[1:26])) and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
+    ema = WeightAverage(model, decay=0.5)
+    w = model.layers[0].weights
+    start = w.copy()
+    w += 2.0
+    ema.update()
+    with ema.swapped():
+        np.testing.assert_allclose(model.layers[0].weights, start + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(model.layers[0].weights, start + 2.0, rtol=1e-6)  # swapped back
+    with pytest.raises(ValueError, match="weight-average state 'layers.0.weights' has shape \\(1,\\)"):
+        ema.load_state_dict({**ema.state_dict(), "layers.0.weights": np.zeros(1)})
