@@ -58,6 +58,8 @@ ffi, lib, ISA_LEVEL = _load_extension()  # ImportError here = no usable extensio
 
 # CNN runs Conv2D -> ReLU -> MaxPool2D of few-tap layers through conv_maxpool_*
 # (layers/fused.py): here they beat im2col + GEMM + pool.
+# conv2d_maxpool with many taps runs im2row + GEMM + rows_maxpool (functional/conv.py)
+CONV_MAXPOOL_VIA_ROWS = True
 FUSE_CONV_POOL = True
 
 _CTYPE = {
@@ -107,22 +109,10 @@ def _kernel(name: str):
     return call
 
 
-im2col = _kernel("im2col")
-col2im = _kernel("col2im")
-maxpool_fwd = _kernel("maxpool_fwd")
-maxpool_bwd = _kernel("maxpool_bwd")
-maxunpool = _kernel("maxunpool")
-avgpool_fwd = _kernel("avgpool_fwd")
-avgpool_bwd = _kernel("avgpool_bwd")
-adaptive_avgpool_fwd = _kernel("adaptive_avgpool_fwd")
-adaptive_avgpool_bwd = _kernel("adaptive_avgpool_bwd")
-bn_stats = _kernel("bn_stats")
-channel_affine = _kernel("channel_affine")
-bn_bwd_reduce = _kernel("bn_bwd_reduce")
-bn_bwd_apply = _kernel("bn_bwd_apply")
-conv_maxpool_fwd = _kernel("conv_maxpool_fwd")
-conv_maxpool_bwd_params = _kernel("conv_maxpool_bwd_params")
-conv_maxpool_bwd_input = _kernel("conv_maxpool_bwd_input")
-im2row = _kernel("im2row")
-rows_maxpool = _kernel("rows_maxpool")
-sgd_update = _kernel("sgd_update")
+# Every kernel of the cdef (csrc/fastconv.h, the contract) that has both an
+# _f32 and an _f64 symbol, under its plain name: im2col, maxpool_fwd, ...
+KERNEL_NAMES = sorted(name[3:-4] for name in dir(lib)
+                      if name.startswith("fc_") and name.endswith("_f32") and hasattr(lib, name[:-4] + "_f64"))
+for _name in KERNEL_NAMES:
+    globals()[_name] = _kernel(_name)
+del _name

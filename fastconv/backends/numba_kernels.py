@@ -30,6 +30,8 @@ from .. import config
 # fused, 15.7 with both; after the ReLU moved into the kernels, 14.7 unfused
 # vs 16.6 with the second conv fused.  So CNN does not run ConvPoolReLU
 # stages with it (layers/fused.py).
+# conv2d_maxpool with many taps runs im2row + GEMM + rows_maxpool (functional/conv.py)
+CONV_MAXPOOL_VIA_ROWS = True
 FUSE_CONV_POOL = False
 
 _OPTS = config.numba_options()

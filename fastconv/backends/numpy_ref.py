@@ -50,6 +50,42 @@ def _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
             yield i, j, x_pad[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
 
 
+# conv2d_maxpool runs this reference's own direct definition (conv_maxpool_fwd)
+# for every tap count; im2row and rows_maxpool below are the references of the
+# fast backends' many-tap path (tests/test_contract.py checks them).
+CONV_MAXPOOL_VIA_ROWS = False
+
+
+def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
+    """rows (N*UH*UW, C*FH*FW) <- the patch of each output (oy < UH, ox < UW),
+    taps ordered (i, j, ch) (the layout the fast backends' GEMM reads)."""
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    out = rows.reshape(n, uh, uw, fh, fw, c)
+    for i in range(fh):
+        for j in range(fw):
+            patch = x_pad[:, :, i * dh:i * dh + (uh - 1) * sh + 1:sh, j * dw:j * dw + (uw - 1) * sw + 1:sw]
+            out[:, :, :, i, j, :] = patch.transpose(0, 2, 3, 1)
+
+
+def rows_maxpool(y, bias, out, idx, n, f, oh, ow, uh, uw, kh, kw, psh, psw, poh, pow_):
+    """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
+    GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output; ties to the
+    first, NaN to the first NaN (as max_pool2d)."""
+    conv = (y.reshape(n, uh, uw, f) + bias).transpose(0, 3, 1, 2)
+    best = at = None
+    for i in range(kh):
+        for j in range(kw):
+            v = conv[:, :, i:i + (poh - 1) * psh + 1:psh, j:j + (pow_ - 1) * psw + 1:psw]
+            pos = (np.arange(poh)[:, None] * psh + i) * ow + (np.arange(pow_)[None, :] * psw + j)
+            if best is None:
+                best, at = v.copy(), np.broadcast_to(pos, v.shape).copy()
+                continue
+            beats = (v > best) | (np.isnan(v) & ~np.isnan(best))
+            best, at = np.where(beats, v, best), np.where(beats, pos, at)
+    out[...] = best
+    idx[...] = at
+
+
 def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow,
                      kh, kw, psh, psw, poh, pow_):
     """The definition: the convolution (tap by tap), then max pool (no padding)."""

@@ -25,8 +25,8 @@ from .pooling import _pool_geometry
 
 
 # C*KH*KW up to which conv2d_maxpool computes the convolution directly (the
-# output plane in registers): a 1-channel 3x3 or 5x5 kernel.  Beyond, where a
-# backend has im2row, im2row + GEMM + pool is faster.
+# output plane in registers): a 1-channel 3x3 or 5x5 kernel.  Beyond, on the
+# backends that say CONV_MAXPOOL_VIA_ROWS, im2row + GEMM + pool is faster.
 DIRECT_MAX_TAPS = 25
 # Largest im2row matrix (bytes) built at once; bigger batches run in chunks.
 MAX_ROW_BYTES = 16 * 2**20
@@ -70,7 +70,7 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
     kernels = backends.resolve(backend)
     c, fh, fw = sizes[1], sizes[5], sizes[6]
-    if c * fh * fw > DIRECT_MAX_TAPS and hasattr(kernels, "im2row"):
+    if c * fh * fw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS:
         _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes)
     else:
         kernels.conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
