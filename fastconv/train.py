@@ -43,7 +43,7 @@ PRESETS = {
                        momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1),
     "mnist-99.4": dict(dataset="mnist", arch="seed", epochs=5, batch_size=128, optimizer="sgd", lr=0.2,
                        momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, augment=True),
-    "cifar10-fast": dict(dataset="cifar10", arch="fast_cifar", epochs=10, batch_size=256, optimizer="sgd", lr=0.2,
+    "cifar10-fast": dict(dataset="cifar10", arch="fast_cifar", epochs=8, batch_size=256, optimizer="sgd", lr=0.2,
                          momentum=0.9, weight_decay=5e-4, schedule="triangular", label_smoothing=0.2, augment=True,
                          ema=0.99, tta=True),
 }
