@@ -3,7 +3,11 @@ import os
 import numpy as np
 import pytest
 
-import fastconv
+# The suite runs CNN's fused stages on their fused path wherever the backend
+# has one (deterministic coverage); tests/test_autotune.py covers "auto".
+os.environ.setdefault("FASTCONV_FUSED_STAGES", "on")
+
+import fastconv  # noqa: E402
 from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load
 
 # Tolerances: float64 must match the reference to rounding, float32 to ~1e-5.

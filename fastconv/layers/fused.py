@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _checks, backends
+from .. import _autotune, _checks, backends
 from .. import functional as F
 
 
@@ -40,12 +40,45 @@ def fusable(conv, pool) -> bool:
 
 
 class ConvPoolReLU:
-    """An execution stage (not a Layer): forward/backward of conv, pool, relu."""
+    """An execution stage (not a Layer): forward/backward of conv, pool, relu.
+
+    Two equivalent paths: the fused kernels, or the plain layers (the conv
+    cropped to what the pool reads, the pool, then the ReLU).  Which runs is
+    measured per machine and shape on first use (fastconv/_autotune.py;
+    ``$FASTCONV_FUSED_STAGES`` pins it), since neither is faster everywhere."""
 
     def __init__(self, conv, pool, relu):
         self.conv, self.pool, self.relu = conv, pool, relu
         self.layers = (conv, pool, relu)
+        self._plain = (CroppedConv(conv, pool), pool, relu)
         self._cache = None
+        self._path = None  # the path the last forward took
+
+    def _choose(self, x) -> str:
+        pinned = _autotune.mode()
+        if pinned != "auto":
+            return "fused" if pinned == "on" else "plain"
+        c, p = self.conv, self.pool
+        kernels = backends.resolve(c.backend)
+        key = (f"conv-pool-relu|{kernels.__name__}|{x.shape}|{x.dtype}|{c.weights.shape}|{c.stride}|{c.padding}|"
+               f"{c.dilation}|{c.bias is not None}|{p.pool_size}|{p.stride}|train={self.conv.training}")
+        if not hasattr(self, "_known"):
+            self._known = {}
+        if key not in self._known:
+            def run(path):
+                def go():
+                    out = self._forward(x, path)
+                    if self.conv.training:
+                        self._backward_path(np.ones_like(out), path, input_grad=True)
+                return go
+
+            saved = (self.conv.d_weights.copy(), None if self.conv.bias is None else self.conv.d_bias.copy())
+            self._known[key] = _autotune.choose(key, {"fused": run("fused"), "plain": run("plain")},
+                                                getattr(kernels, "ISA_LEVEL", ""))
+            self.conv.d_weights[...] = saved[0]  # the measurement leaves no trace
+            if saved[1] is not None:
+                self.conv.d_bias[...] = saved[1]
+        return self._known[key]
 
     def __repr__(self):
         return f"ConvPoolReLU({self.conv!r}, {self.pool!r}, {self.relu!r})"
@@ -56,8 +89,16 @@ class ConvPoolReLU:
                     pool_stride=p.stride, backend=c.backend)
 
     def forward(self, x):
+        x, _, _ = self.conv._prepare(x)
+        self._path = self._choose(x)
+        return self._forward(x, self._path)
+
+    def _forward(self, x, path):
+        if path == "plain":
+            for layer in self._plain:
+                x = layer.forward(x)
+            return x
         conv = self.conv
-        x, _, _ = conv._prepare(x)
         bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.dtype)
         out, indices = F.conv2d_maxpool(x, conv.weights, bias, relu=True, **self._geometry())
         self._cache = (x, indices, out)
@@ -65,10 +106,20 @@ class ConvPoolReLU:
 
     def backward_params_only(self, d_out):
         """The convolution's d_weights and d_bias; no input gradient."""
-        self._backward(d_out, input_grad=False)
+        self._backward_path(d_out, self._path, input_grad=False)
 
     def backward(self, d_out):
-        return self._backward(d_out, input_grad=True)
+        return self._backward_path(d_out, self._path, input_grad=True)
+
+    def _backward_path(self, d_out, path, input_grad):
+        if path == "plain":
+            crop, pool, relu = self._plain
+            d = pool.backward(relu.backward(d_out))
+            if input_grad:
+                return crop.backward(d)
+            crop.backward_params_only(d)
+            return None
+        return self._backward(d_out, input_grad)
 
     def _backward(self, d_out, input_grad):
         x, indices, out = self.conv._need_cache(self._cache)

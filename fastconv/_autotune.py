@@ -1,0 +1,97 @@
+"""Choosing between equivalent execution paths by measuring them, per machine
+and shape, instead of assuming one is faster.
+
+The fused conv + max pool + ReLU stage (layers/fused.py) is 2x faster than
+the plain layers on one AVX-512 machine and slower on an AVX2 one; which
+wins also depends on the shapes.  ``choose(key, candidates)`` times each
+candidate on the call at hand (twice, keeping the faster), remembers the
+winner for ``key`` in memory and in a small JSON file per machine under the
+cache directory, and returns its name.  ``$FASTCONV_FUSED_STAGES`` pins the
+choice: ``on`` (always fused), ``off`` (always plain), ``auto`` (default).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+ENV_MODE = "FASTCONV_FUSED_STAGES"
+_decisions: dict[str, str] = {}
+_loaded_file: Path | None = None
+
+
+def mode() -> str:
+    value = os.environ.get(ENV_MODE, "auto").strip().lower()
+    if value not in ("auto", "on", "off"):
+        raise ValueError(f"${ENV_MODE} must be auto, on or off, got {value!r}")
+    return value
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return model
+
+
+def _file(level: str) -> Path:
+    from . import __version__
+    from .datasets import cache_dir
+
+    name = "".join(ch if ch.isalnum() else "-" for ch in f"{_machine()}-{level}-{__version__}")[:120]
+    return cache_dir("autotune") / f"{name}.json"
+
+
+def _load(path: Path) -> None:
+    global _loaded_file
+    if _loaded_file == path:
+        return
+    _loaded_file = path
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            _decisions.update({str(k): str(v) for k, v in data.items() if isinstance(v, str)})
+    except (OSError, ValueError):
+        pass  # no file yet, or an unreadable one: measure again
+
+
+def _save(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(_decisions, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs a measurement next time
+
+
+def choose(key: str, candidates: dict, level: str = "") -> str:
+    """The name of the fastest of ``candidates`` (name -> zero-argument
+    callable running that path once) for ``key``, measured on first use."""
+    path = _file(level)
+    _load(path)
+    if key in _decisions and _decisions[key] in candidates:
+        return _decisions[key]
+    best, best_time = None, float("inf")
+    for name, run in candidates.items():
+        run()  # warm up (first-touch of buffers, thread wake-up)
+        start = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - start
+        if elapsed < best_time:
+            best, best_time = name, elapsed
+    _decisions[key] = best
+    _save(path)
+    return best
+
+
+def forget() -> None:
+    """Drop every remembered choice (this process and the file)."""
+    global _loaded_file
+    _decisions.clear()
+    _loaded_file = None
