@@ -4,7 +4,8 @@ and shape, instead of assuming one is faster.
 The fused conv + max pool + ReLU stage (layers/fused.py) is 2x faster than
 the plain layers on one AVX-512 machine and slower on an AVX2 one; which
 wins also depends on the shapes.  ``choose(key, candidates)`` times each
-candidate on the call at hand (twice, keeping the faster), remembers the
+candidate on the call at hand (in turn, several times, keeping each one's
+fastest), remembers the
 winner for ``key`` in memory and in a small JSON file per machine under the
 cache directory, and returns its name.  ``$FASTCONV_FUSED_STAGES`` pins the
 choice: ``on`` (always fused), ``off`` (always plain), ``auto`` (default).
@@ -70,24 +71,32 @@ def _save(path: Path) -> None:
         pass  # a read-only cache only costs a measurement next time
 
 
-def choose(key: str, candidates: dict, level: str = "") -> str:
+def remembered(key: str, level: str = "") -> str | None:
+    """The choice made for ``key`` on this machine, or None."""
+    _load(_file(level))
+    return _decisions.get(key)
+
+
+def choose(key: str, candidates: dict, level: str = "", repeats: int = 5) -> str:
     """The name of the fastest of ``candidates`` (name -> zero-argument
-    callable running that path once) for ``key``, measured on first use."""
+    callable running that path once) for ``key``, measured on first use:
+    after a warm-up call each, the candidates run in turn ``repeats`` times
+    and each keeps its fastest time (the least disturbed by other work)."""
     path = _file(level)
     _load(path)
     if key in _decisions and _decisions[key] in candidates:
         return _decisions[key]
-    best, best_time = None, float("inf")
-    for name, run in candidates.items():
-        run()  # warm up (first-touch of buffers, thread wake-up)
-        start = time.perf_counter()
-        run()
-        elapsed = time.perf_counter() - start
-        if elapsed < best_time:
-            best, best_time = name, elapsed
-    _decisions[key] = best
+    for run in candidates.values():
+        run()  # warm up (first touch of buffers, thread wake-up)
+    best = {name: float("inf") for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    _decisions[key] = min(best, key=best.get)
     _save(path)
-    return best
+    return _decisions[key]
 
 
 def forget() -> None:

@@ -54,31 +54,33 @@ class ConvPoolReLU:
         self._cache = None
         self._path = None  # the path the last forward took
 
-    def _choose(self, x) -> str:
-        pinned = _autotune.mode()
-        if pinned != "auto":
-            return "fused" if pinned == "on" else "plain"
+    def _key(self, x, variant: str) -> str:
         c, p = self.conv, self.pool
-        kernels = backends.resolve(c.backend)
-        key = (f"conv-pool-relu|{kernels.__name__}|{x.shape}|{x.dtype}|{c.weights.shape}|{c.stride}|{c.padding}|"
-               f"{c.dilation}|{c.bias is not None}|{p.pool_size}|{p.stride}|train={self.conv.training}")
-        if not hasattr(self, "_known"):
-            self._known = {}
-        if key not in self._known:
-            def run(path):
-                def go():
-                    out = self._forward(x, path)
-                    if self.conv.training:
-                        self._backward_path(np.ones_like(out), path, input_grad=True)
-                return go
+        return (f"conv-pool-relu|{backends.resolve(c.backend).__name__}|{x.shape}|{x.dtype}|{c.weights.shape}|"
+                f"{c.stride}|{c.padding}|{c.dilation}|{c.bias is not None}|{p.pool_size}|{p.stride}|{variant}")
 
-            saved = (self.conv.d_weights.copy(), None if self.conv.bias is None else self.conv.d_bias.copy())
-            self._known[key] = _autotune.choose(key, {"fused": run("fused"), "plain": run("plain")},
-                                                getattr(kernels, "ISA_LEVEL", ""))
-            self.conv.d_weights[...] = saved[0]  # the measurement leaves no trace
-            if saved[1] is not None:
-                self.conv.d_bias[...] = saved[1]
-        return self._known[key]
+    def _level(self) -> str:
+        return getattr(backends.resolve(self.conv.backend), "ISA_LEVEL", "")
+
+    def _measure(self, x, variant: str) -> str:
+        """Time both paths as this stage is used -- forward only in eval,
+        with the backward variant (input gradient or parameters only) that
+        training asked for -- and restore the gradients the runs overwrote."""
+        def run(path):
+            def go():
+                out = self._forward(x, path)
+                if variant != "forward":
+                    self._backward_path(np.ones_like(out), path, input_grad=variant == "input")
+            return go
+
+        conv = self.conv
+        saved = (conv.d_weights.copy(), None if conv.bias is None else conv.d_bias.copy())
+        choice = _autotune.choose(self._key(x, variant), {"fused": run("fused"), "plain": run("plain")},
+                                  self._level())
+        conv.d_weights[...] = saved[0]
+        if saved[1] is not None:
+            conv.d_bias[...] = saved[1]
+        return choice
 
     def __repr__(self):
         return f"ConvPoolReLU({self.conv!r}, {self.pool!r}, {self.relu!r})"
@@ -90,8 +92,29 @@ class ConvPoolReLU:
 
     def forward(self, x):
         x, _, _ = self.conv._prepare(x)
-        self._path = self._choose(x)
+        pinned = _autotune.mode()
+        self._x, self._undecided = x, False
+        if pinned != "auto":
+            self._path = "fused" if pinned == "on" else "plain"
+        elif not self.conv.training:
+            self._path = _autotune.remembered(self._key(x, "forward"), self._level()) or self._measure(x, "forward")
+        else:
+            # the backward variant (input gradient or parameters only) is known
+            # only at backward: decide there if this shape has no choice yet
+            variant = getattr(self, "_variant", "input")
+            known = _autotune.remembered(self._key(x, variant), self._level())
+            self._path, self._undecided = known or "fused", known is None
         return self._forward(x, self._path)
+
+    def _decide_at_backward(self, variant: str) -> None:
+        self._variant = variant
+        if not self._undecided:
+            return
+        self._undecided = False
+        choice = self._measure(self._x, variant)
+        if choice != self._path:  # recompute the forward state of the chosen path (same output)
+            self._path = choice
+            self._forward(self._x, choice)
 
     def _forward(self, x, path):
         if path == "plain":
@@ -106,9 +129,11 @@ class ConvPoolReLU:
 
     def backward_params_only(self, d_out):
         """The convolution's d_weights and d_bias; no input gradient."""
+        self._decide_at_backward("params")
         self._backward_path(d_out, self._path, input_grad=False)
 
     def backward(self, d_out):
+        self._decide_at_backward("input")
         return self._backward_path(d_out, self._path, input_grad=True)
 
     def _backward_path(self, d_out, path, input_grad):
