@@ -12,6 +12,7 @@ choice: ``on`` (always fused), ``off`` (always plain), ``auto`` (default).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ def mode() -> str:
     return value
 
 
+@functools.lru_cache(maxsize=None)
 def _machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -40,6 +42,7 @@ def _machine() -> str:
     return model
 
 
+@functools.lru_cache(maxsize=None)  # asked on every forward of a fused stage: no /proc read each time
 def _file(level: str) -> Path:
     from . import __version__
     from .datasets import cache_dir
@@ -104,3 +107,4 @@ def forget() -> None:
     global _loaded_file
     _decisions.clear()
     _loaded_file = None
+    _file.cache_clear()  # the cache directory may have changed ($XDG_CACHE_HOME)

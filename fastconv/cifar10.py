@@ -74,7 +74,8 @@ def _from_root(root: Path, cache: Path, log, tried):
     if not root.exists():
         tried.append(f"{root}: does not exist")
         return None
-    for candidate in _candidates(root):
+    candidates = list(_candidates(root))
+    for candidate in candidates:
         key = _source_key(candidate)
         cached = _read_cache(cache / f"cifar10-{key}.npz")
         if cached is not None:
@@ -88,7 +89,7 @@ def _from_root(root: Path, cache: Path, log, tried):
         log(f"CIFAR-10 decoded from {candidate}")
         _write_cache(cache / f"cifar10-{key}.npz", arrays, str(candidate))
         return arrays
-    if not any(True for _ in _candidates(root)):
+    if not candidates:
         tried.append(f"{root}: holds no CIFAR-10 (no cifar-10-batches-py, train/ and test/, or .tar.gz)")
     return None
 

@@ -217,7 +217,7 @@ class CNN(Layer):
         renamed, so a crash never leaves a half-written model."""
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "class": type(self).__name__,
                 "architecture": self.get_config(), "extra": extra or {}}
-        atomic_save_npz(path, {_META_KEY: np.array(json.dumps(meta)), **model_arrays(self)})
+        write_npz(path, {_META_KEY: np.array(json.dumps(meta)), **model_arrays(self)})
 
 
 
@@ -247,11 +247,6 @@ def _fused_backward(layers, rewritten):
 
 
 Sequential = CNN
-
-
-def atomic_save_npz(path, arrays: dict) -> None:
-    """Write ``arrays`` to ``path`` atomically (see fastconv._npz.write_npz)."""
-    write_npz(path, arrays)
 
 
 def model_arrays(model) -> dict[str, np.ndarray]:

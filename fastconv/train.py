@@ -23,9 +23,9 @@ from .architectures import ARCHITECTURES, INPUT_CHANNELS
 from .distributed import DataParallel
 from .augment import batches, horizontal_flip, random_crop, random_shift
 from .losses import SoftmaxCrossEntropy
-from ._npz import read_npz
+from ._npz import read_npz, write_npz
 from ._progress import NoProgress
-from .model import atomic_save_npz, build_model, model_arrays, parse_json_entry
+from .model import build_model, model_arrays, parse_json_entry
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR, TriangularLR, WeightAverage
 
 CHECKPOINT = "checkpoint.npz"
@@ -268,7 +268,7 @@ def save_checkpoint(path, model, optimizer, schedule, state, ema=None):
     state = {**state, "schedule_step": schedule.last_step if schedule else 0,
              "architecture": model.get_config(), "format": "fastconv.checkpoint"}
     arrays["__checkpoint__"] = np.array(json.dumps(state))
-    atomic_save_npz(path, arrays)
+    write_npz(path, arrays)
 
 
 def load_checkpoint(path, arrays=None):

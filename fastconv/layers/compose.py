@@ -14,6 +14,8 @@ from .. import _checks
 from .activations import ReLU, ReLU6
 from .base import Layer, build_layer, layer_spec
 from .blocks import SEBlock
+from .blocks import _chain_backward as _backward
+from .blocks import _chain_forward as _forward
 from .conv import Conv2D
 from .norm import BatchNorm2D
 
@@ -33,18 +35,6 @@ def _branch(layers, what: str) -> list:
             raise TypeError(f"{what}[{i}] is a {type(layer).__name__}, not a fastconv Layer")
         out.append(layer)
     return out
-
-
-def _forward(layers, x):
-    for layer in layers:
-        x = layer.forward(x)
-    return x
-
-
-def _backward(layers, d):
-    for layer in reversed(layers):
-        d = layer.backward(d)
-    return d
 
 
 class Residual(Layer):
@@ -124,6 +114,16 @@ class _Composite(Layer):
 
     body: list
 
+    def _settings(self, dtype, **sizes):
+        """Check and keep the constructor's sizes (positive ints) and dtype: they are the config."""
+        self._config_names = tuple(sizes)
+        for name, value in sizes.items():
+            setattr(self, name, _checks.positive_int(value, name))
+        self.dtype = np.dtype(dtype)
+
+    def get_config(self):
+        return {**{name: getattr(self, name) for name in self._config_names}, "dtype": self.dtype.name}
+
     def children(self):
         return [(f"body.{i}", layer) for i, layer in enumerate(self.body)]
 
@@ -152,19 +152,11 @@ class SEBasicBlock(_Composite):
 
     def __init__(self, in_channels, out_channels, stride=1, reduction=16, *, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _checks.positive_int(in_channels, "in_channels")
-        self.out_channels = _checks.positive_int(out_channels, "out_channels")
-        self.stride = _checks.positive_int(stride, "stride")
-        self.reduction = _checks.positive_int(reduction, "reduction")
-        self.dtype = np.dtype(dtype)
+        self._settings(dtype, in_channels=in_channels, out_channels=out_channels, stride=stride, reduction=reduction)
         main = [*_conv_bn(in_channels, out_channels, 3, stride, rng=rng, dtype=dtype), ReLU(),
                 *_conv_bn(out_channels, out_channels, 3, rng=rng, dtype=dtype),
                 SEBlock(out_channels, reduction, rng=rng, dtype=dtype)]
         self.body = [Residual(main, _projection(in_channels, out_channels, stride, rng=rng, dtype=dtype)), ReLU()]
-
-    def get_config(self):
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride,
-                    reduction=self.reduction, dtype=self.dtype.name)
 
 
 class MBConv(_Composite):
@@ -175,11 +167,7 @@ class MBConv(_Composite):
 
     def __init__(self, in_channels, out_channels, expansion=6, stride=1, *, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _checks.positive_int(in_channels, "in_channels")
-        self.out_channels = _checks.positive_int(out_channels, "out_channels")
-        self.expansion = _checks.positive_int(expansion, "expansion")
-        self.stride = _checks.positive_int(stride, "stride")
-        self.dtype = np.dtype(dtype)
+        self._settings(dtype, in_channels=in_channels, out_channels=out_channels, expansion=expansion, stride=stride)
         hidden = in_channels * expansion
         main = []
         if expansion != 1:
@@ -187,10 +175,6 @@ class MBConv(_Composite):
         main += [*_conv_bn(hidden, hidden, 3, stride, groups=hidden, rng=rng, dtype=dtype), ReLU6(),
                  *_conv_bn(hidden, out_channels, 1, rng=rng, dtype=dtype)]
         self.body = [Residual(main)] if stride == 1 and in_channels == out_channels else main
-
-    def get_config(self):
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels, expansion=self.expansion,
-                    stride=self.stride, dtype=self.dtype.name)
 
 
 class DenseBlock(_Composite):
@@ -201,11 +185,8 @@ class DenseBlock(_Composite):
 
     def __init__(self, num_layers, in_channels, growth_rate, bn_size=4, *, rng=None, dtype=np.float32):
         super().__init__()
-        self.num_layers = _checks.positive_int(num_layers, "num_layers")
-        self.in_channels = _checks.positive_int(in_channels, "in_channels")
-        self.growth_rate = _checks.positive_int(growth_rate, "growth_rate")
-        self.bn_size = _checks.positive_int(bn_size, "bn_size")
-        self.dtype = np.dtype(dtype)
+        self._settings(dtype, num_layers=num_layers, in_channels=in_channels, growth_rate=growth_rate,
+                       bn_size=bn_size)
         self.out_channels = in_channels + num_layers * growth_rate
         width = bn_size * growth_rate
         self.body = []
@@ -215,7 +196,3 @@ class DenseBlock(_Composite):
                    BatchNorm2D(width, dtype=dtype), ReLU(),
                    Conv2D(width, growth_rate, 3, padding=1, bias=False, rng=rng, dtype=dtype)]
             self.body.append(Concat([[], new]))  # keep x, add the new features
-
-    def get_config(self):
-        return dict(num_layers=self.num_layers, in_channels=self.in_channels, growth_rate=self.growth_rate,
-                    bn_size=self.bn_size, dtype=self.dtype.name)

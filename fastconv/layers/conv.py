@@ -50,33 +50,24 @@ class Conv2D(Layer):
                     padding=list(self.padding), dilation=list(self.dilation), groups=self.groups,
                     bias=self.bias is not None, dtype=self.dtype.name)
 
-    def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, backend=self.backend)
-
-    # Largest column matrix (bytes) built at once.  Bigger batches are cut
-    # into chunks of images: the full-batch im2col of a (128, 64, 32, 32)
-    # input would take 302 MB; chunks keep the extra memory near 2x this,
-    # with GEMMs still thousands of columns wide.
-    max_col_bytes = 16 * 2**20
+    # Largest column matrix (bytes) built at once (functional.layers.MAX_COL_BYTES).
+    max_col_bytes = F.MAX_COL_BYTES
 
     def _chunk(self, x_shape, oh, ow):
-        c, (kh, kw) = x_shape[1], self.kernel_size
-        per_image = c * kh * kw * oh * ow * self.dtype.itemsize
-        return max(1, min(x_shape[0], self.max_col_bytes // max(per_image, 1)))
+        return F.conv_chunk(x_shape, self.kernel_size, (oh, ow), self.dtype.itemsize, self.max_col_bytes)
 
     def _prepare(self, x):
-        """x as a C-contiguous array of this layer's dtype, checked; and (OH, OW)."""
+        """x as a C-contiguous array of this layer's dtype, rank and channels
+        checked (F.conv2d checks the geometry)."""
         x = self._input(x, 4, "(N, C, H, W)", self.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self!r} expects {self.in_channels} input channels, got input of shape {x.shape}"
             )
-        kh, kw = self.kernel_size
-        oh, ow = _checks.conv_output_size(*x.shape[2:], kh, kw, self.stride, self.padding, self.dilation)
-        return np.ascontiguousarray(x), oh, ow
+        return np.ascontiguousarray(x)
 
     def forward(self, x):
-        x, _, _ = self._prepare(x)
+        x = self._prepare(x)
         out, self._cache = F.conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
                                     self.groups, backend=self.backend, max_col_bytes=self.max_col_bytes)
         return out

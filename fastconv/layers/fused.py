@@ -91,7 +91,7 @@ class ConvPoolReLU:
                     pool_stride=p.stride, backend=c.backend)
 
     def forward(self, x):
-        x, _, _ = self.conv._prepare(x)
+        x = self.conv._prepare(x)
         pinned = _autotune.mode()
         self._x, self._undecided = x, False
         if pinned != "auto":
