@@ -19,8 +19,20 @@ enum fc_status {
     FC_OK = 0,
     FC_ERR_SIZE = 1,   /* a size argument is non-positive or inconsistent */
     FC_ERR_INDEX = 2,  /* an index array points outside its plane */
-    FC_ERR_NOMEM = 3   /* a scratch allocation failed */
+    FC_ERR_NOMEM = 3,  /* a scratch allocation failed */
+    FC_ERR_NOBLAS = 4  /* a GEMM kernel was called before fc_set_blas found a BLAS */
 };
+
+/* The geometry of a convolution, one value: x (n, c, h, w), weights
+ * (f, c / groups, kh, kw), out (n, f, oh, ow).  fastconv._geometry.ConvGeometry
+ * is its Python side (same fields, same order; tests/test_contract.py). */
+typedef struct {
+    int64_t n, c, h, w;
+    int64_t f, kh, kw;
+    int64_t sh, sw, ph, pw, dh, dw;
+    int64_t oh, ow;
+    int64_t groups;
+} fc_conv_geom;
 
 void fc_set_num_threads(int n);
 int fc_get_num_threads(void);
@@ -28,6 +40,11 @@ int fc_has_openmp(void);
 int fc_forked_single_threaded(void);
 int fc_cpu_level(void);
 int fc_built_level(void);
+/* NumPy's BLAS, found at import (csrc/blas.c): ?gemm as CBLAS, its thread-count
+ * getter/setter (may be NULL), and whether its integers are 64-bit.  Returns
+ * FC_ERR_SIZE (and stays detached) when a test product comes out wrong. */
+int fc_set_blas(void *sgemm, void *dgemm, void *get_threads, void *set_threads, int int64_ints);
+int fc_blas_ready(void);
 
 int fc_im2col_f32(const float *x, float *col,
                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
@@ -149,6 +166,15 @@ int fc_rows_maxpool_f32(const float *y, const float *bias, float *out, int64_t *
 int fc_rows_maxpool_f64(const double *y, const double *bias, double *out, int64_t *idx, int64_t n, int64_t f,
                         int64_t oh, int64_t ow, int64_t uh, int64_t uw, int64_t kh, int64_t kw, int64_t psh,
                         int64_t psw, int64_t poh, int64_t pow_);
+/* Convolution as implicit GEMM (csrc/conv_gemm.c): column tiles built in
+ * cache, one BLAS GEMM per (image, tile), output NCHW.  b, d_x and d_b may be
+ * NULL (no bias / no input or bias gradient). */
+int fc_conv2d_fwd_f32(const float *x, const float *wt, const float *b, float *out, const fc_conv_geom *g);
+int fc_conv2d_bwd_f32(const float *x, const float *wt, const float *d_out, float *d_x, float *d_w,
+                      float *d_b, const fc_conv_geom *g);
+int fc_conv2d_fwd_f64(const double *x, const double *wt, const double *b, double *out, const fc_conv_geom *g);
+int fc_conv2d_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
+                      double *d_b, const fc_conv_geom *g);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

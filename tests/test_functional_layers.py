@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastconv import functional as F
+from fastconv.backends import _gemm_conv
 import naive
 from conftest import TOL
 
@@ -55,12 +56,16 @@ def test_conv2d_backward_against_central_differences(backend):
     assert naive.rel_error(d_b, naive.numerical_grad(lambda v: F.conv2d(x, wts, v, **geo)[0], b.copy(), g)) < 1e-8
 
 
-def test_chunked_conv2d_equals_one_chunk(backend):
+def test_chunked_conv2d_equals_one_chunk(backend, monkeypatch):
+    """The im2col + matmul driver (the NumPy and Numba backends' convolution)
+    gives the same answer whatever its chunk of images."""
     rng = np.random.default_rng(1)
     x, wts = rng.standard_normal((5, 3, 7, 7)), rng.standard_normal((4, 3, 3, 3))
     whole, cw = F.conv2d(x, wts, None, padding=1, backend=backend)
-    chunked, cc = F.conv2d(x, wts, None, padding=1, backend=backend, max_col_bytes=27 * 49 * 8)  # one image per chunk
-    assert cc.chunk == 1 and cw.chunk == 5
+    assert _gemm_conv.images_per_chunk(cw.geometry, 8) == 5
+    monkeypatch.setattr(_gemm_conv, "MAX_COL_BYTES", 27 * 49 * 8)  # one image per chunk
+    assert _gemm_conv.images_per_chunk(cw.geometry, 8) == 1
+    chunked, cc = F.conv2d(x, wts, None, padding=1, backend=backend)
     np.testing.assert_allclose(chunked, whole, rtol=1e-12)
     g = rng.standard_normal(whole.shape)
     for a, b in zip(F.conv2d_backward(g, cc), F.conv2d_backward(g, cw)):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv.backends import _gemm_conv
 from fastconv import (AdaptiveAvgPool2D, AvgPool2D, BatchNorm1D, BatchNorm2D, Bottleneck, CNN, Conv2D,
                       Dense, DepthwiseSeparableConv, Dropout, Dropout2D, Flatten, GlobalAvgPool2D,
                       LeakyReLU, MaxPool2D, ReLU, ResidualBlock, SEBlock, Sigmoid, Softmax)
@@ -188,14 +189,16 @@ def test_update_params_is_plain_sgd_on_everything():
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv_batch_chunking_matches_whole_batch(backend, groups):
+def test_conv_batch_chunking_matches_whole_batch(backend, groups, monkeypatch):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((7, 4, 9, 8))
     whole = Conv2D(4, 6, 3, padding=1, stride=(1, 2), groups=groups, dtype=np.float64, backend=backend, rng=0)
     chunked = Conv2D(4, 6, 3, padding=1, stride=(1, 2), groups=groups, dtype=np.float64, backend=backend, rng=0)
-    chunked.max_col_bytes = 3 * 4 * 9 * 9 * 4 * 8  # 3 images per chunk: chunks of 3, 3, 1
-    assert chunked._chunk(x.shape, 9, 4) == 3
-    out_w, out_c = whole.forward(x), chunked.forward(x)
+    out_w = whole.forward(x)
+    # the im2col + matmul driver (NumPy, Numba): 3 images per chunk, chunks of 3, 3, 1
+    monkeypatch.setattr(_gemm_conv, "MAX_COL_BYTES", 3 * 4 * 9 * 9 * 4 * 8)
+    assert _gemm_conv.images_per_chunk(whole._cache.geometry, 8) == 3
+    out_c = chunked.forward(x)
     np.testing.assert_allclose(out_c, out_w, rtol=1e-12)
     g = rng.standard_normal(out_w.shape)
     np.testing.assert_allclose(chunked.backward(g), whole.backward(g), rtol=1e-12, atol=1e-12)

@@ -16,6 +16,10 @@ import os
 
 import numpy as np
 
+from .. import _blas_symbols
+from .._geometry import ConvGeometry
+from . import _gemm_conv
+
 ENV_ISA = "FASTCONV_C_ISA"
 _LEVEL_NAMES = {"custom": 99, "v4": 4, "v3": 3, "v2": 2, "generic": 0}
 
@@ -73,6 +77,7 @@ _STATUS_MESSAGES = {
     lib.FC_ERR_SIZE: "a size argument is non-positive or inconsistent with the array shapes",
     lib.FC_ERR_INDEX: "an index points outside its (H, W) plane",
     lib.FC_ERR_NOMEM: "the C kernel could not allocate its scratch memory",
+    lib.FC_ERR_NOBLAS: "no BLAS was attached (fc_set_blas)",
 }
 
 
@@ -89,14 +94,22 @@ def has_openmp() -> bool:
     return bool(lib.fc_has_openmp())
 
 
+def _c_value(value):
+    if isinstance(value, ConvGeometry):
+        return ffi.new("fc_conv_geom *", value._asdict())
+    return value
+
+
 def _kernel(name: str):
     variants = {dt: getattr(lib, f"fc_{name}_{sfx}") for dt, sfx in _SUFFIX.items()}
 
     def call(*args):
-        arrays = [a for a in args if isinstance(a, np.ndarray)]
-        sizes = args[len(arrays):]
-        fn = variants[arrays[0].dtype]
-        status = fn(*(ffi.from_buffer(_CTYPE[a.dtype], a) for a in arrays), *sizes)
+        # arrays (None for an optional one: NULL) first, then sizes or a geometry record
+        split = next((i for i, a in enumerate(args) if a is not None and not isinstance(a, np.ndarray)), len(args))
+        arrays, sizes = args[:split], args[split:]
+        fn = variants[next(a for a in arrays if a is not None).dtype]
+        status = fn(*(ffi.NULL if a is None else ffi.from_buffer(_CTYPE[a.dtype], a) for a in arrays),
+                    *(_c_value(v) for v in sizes))
         if status != lib.FC_OK:
             message = _STATUS_MESSAGES.get(status, f"unknown status {status}")
             error = IndexError if status == lib.FC_ERR_INDEX else ValueError
@@ -116,3 +129,31 @@ KERNEL_NAMES = sorted(name[3:-4] for name in dir(lib)
 for _name in KERNEL_NAMES:
     globals()[_name] = _kernel(_name)
 del _name
+
+
+def attach_blas() -> str | None:
+    """Hand NumPy's BLAS to the C convolution kernels (fastconv/_blas_symbols.py);
+    the library's path, or None when the C backend runs without one."""
+    found = _blas_symbols.find_gemm()
+    if found is None:
+        lib.fc_set_blas(ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0)
+        return None
+    path, *pointers, int64 = found
+    status = lib.fc_set_blas(*(ffi.cast("void *", p or 0) for p in pointers), int(int64))
+    return path if status == lib.FC_OK else None
+
+
+BLAS_PATH = attach_blas()
+
+# Without a BLAS to call from C, the convolution runs as the other backends'
+# (im2col + NumPy's matmul), with this backend's im2col and col2im.
+_conv2d_fwd_numpy, _conv2d_bwd_numpy = _gemm_conv.make_conv2d_kernels(im2col, col2im)  # noqa: F821
+_conv2d_fwd_c, _conv2d_bwd_c = conv2d_fwd, conv2d_bwd  # noqa: F821
+
+
+def conv2d_fwd(x, wt, b, out, g):
+    (_conv2d_fwd_c if lib.fc_blas_ready() else _conv2d_fwd_numpy)(x, wt, b, out, g)
+
+
+def conv2d_bwd(x, wt, d_out, d_x, d_w, d_b, g):
+    (_conv2d_bwd_c if lib.fc_blas_ready() else _conv2d_bwd_numpy)(x, wt, d_out, d_x, d_w, d_b, g)

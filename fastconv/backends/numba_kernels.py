@@ -22,6 +22,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .. import config
+from . import _gemm_conv
 
 # conv_maxpool_* are correct but no faster than this backend's separate layers
 # in a whole training step (Numba keeps no accumulators in registers across
@@ -836,3 +837,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 for _name in _PARALLEL_KERNELS:
     globals()[_name] = _one_thread_when_small(globals()[_name])
 del _name
+
+# ------------------------------------------------------------ convolution
+# im2col + NumPy's matmul in chunks of images (backends/_gemm_conv.py).
+conv2d_fwd, conv2d_bwd = _gemm_conv.make_conv2d_kernels(im2col, col2im)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _gemm_conv
+
 # The reference computes a CNN layer by layer (no fused stages; layers/fused.py).
 FUSE_CONV_POOL = False
 
@@ -275,3 +277,8 @@ def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, f
         velocity *= t(momentum)
         velocity += g
     value -= t(lr) * (g + t(momentum) * velocity if nesterov else velocity)
+
+
+# ------------------------------------------------------------ convolution
+# The readable form: im2col + matmul in chunks of images (backends/_gemm_conv.py).
+conv2d_fwd, conv2d_bwd = _gemm_conv.make_conv2d_kernels(im2col, col2im)

@@ -6,8 +6,8 @@ without it the current backend is used (see :func:`fastconv.set_backend`).
 from .batchnorm import BatchNormCache, batch_norm_backward, batch_norm_forward
 from .conv import conv2d_maxpool, conv2d_maxpool_backward_input, conv2d_maxpool_backward_params
 from .im2col import col2im, im2col
-from .layers import (MAX_COL_BYTES, Conv2dCache, LinearCache, conv2d, conv2d_backward, conv_chunk, linear,
-                     linear_backward, relu, relu_backward)
+from .layers import (Conv2dCache, LinearCache, conv2d, conv2d_backward, linear, linear_backward, relu,
+                     relu_backward)
 from .pooling import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,

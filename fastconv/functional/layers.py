@@ -11,46 +11,27 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks
-from .im2col import col2im, im2col
-
-# Largest column matrix (bytes) conv2d builds at once.  Bigger batches are cut
-# into chunks of images: the full-batch im2col of a (128, 64, 32, 32) input
-# would take 302 MB; chunks keep the extra memory near 2x this, with GEMMs
-# still thousands of columns wide.
-MAX_COL_BYTES = 16 * 2**20
-
+from .._geometry import ConvGeometry
+from ..backends import resolve
 
 class Conv2dCache(NamedTuple):
     """What conv2d_backward needs from the forward pass."""
 
     x: np.ndarray  # C-contiguous input
     weights: np.ndarray
-    col: np.ndarray | None  # the column matrix when the batch was one chunk, else rebuilt per chunk
-    chunk: int  # images per chunk
-    out_hw: tuple
-    stride: tuple
-    padding: tuple
-    dilation: tuple
-    groups: int
+    geometry: ConvGeometry
     has_bias: bool
     backend: str | None
 
 
-def conv_chunk(x_shape, kernel_hw, out_hw, itemsize, max_col_bytes=MAX_COL_BYTES) -> int:
-    """Images per im2col chunk so a column matrix stays under max_col_bytes."""
-    per_image = x_shape[1] * kernel_hw[0] * kernel_hw[1] * out_hw[0] * out_hw[1] * itemsize
-    return max(1, min(x_shape[0], max_col_bytes // max(per_image, 1)))
-
-
-def conv2d(x, weights, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None,
-           max_col_bytes=MAX_COL_BYTES):
+def conv2d(x, weights, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend=None):
     """2-D convolution (cross-correlation, as PyTorch), NCHW: ``(out, cache)``.
 
     x (N, C, H, W); weights (F, C // groups, KH, KW); bias (F,) or None.
-    ``OH = (H + 2*ph - dh*(KH-1) - 1)//sh + 1`` (OW alike).  im2col + one
-    BLAS GEMM per group, in chunks of images.  ``out`` is an NCHW *view* of
-    the GEMM's (F, N, OH, OW) result: no transpose copy (pooling and the
-    elementwise layers work on it as it is)."""
+    ``OH = (H + 2*ph - dh*(KH-1) - 1)//sh + 1`` (OW alike); out (N, F, OH, OW),
+    C-contiguous.  The backend's ``conv2d_fwd`` kernel computes it: implicit
+    GEMM in cache-sized tiles with the C backend, im2col + one BLAS GEMM per
+    chunk of images otherwise (backends/_gemm_conv.py)."""
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
     weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C/groups, KH, KW)")
     _checks.same_dtype(x, weights, "x", "weights")
@@ -67,28 +48,12 @@ def conv2d(x, weights, bias=None, stride=1, padding=0, dilation=1, groups=1, *, 
         bias = _checks.float_array(bias, "bias", ndim=1, layout="(F,)")
         if bias.shape != (f,):
             raise ValueError(f"bias has shape {bias.shape}; the weights have {f} filters")
-    geometry = dict(stride=stride, padding=padding, dilation=dilation, backend=backend)
-    L = oh * ow
-    w_mat = weights.reshape(groups, f // groups, -1)
-    chunk = conv_chunk(x.shape, (kh, kw), (oh, ow), x.dtype.itemsize, max_col_bytes)
-    out = np.empty((f, n * L), dtype=x.dtype)  # (F, N*OH*OW): the GEMM's natural layout
-    col = None
-    for n0 in range(0, n, chunk):
-        n1 = min(n, n0 + chunk)
-        col = None  # free the previous chunk's columns before building the next
-        col = im2col(x[n0:n1], kh, kw, **geometry)  # (C*KH*KW, nb*OH*OW)
-        col_g = col.reshape(groups, -1, col.shape[1])  # group g's channels: a row block of col
-        if chunk >= n:  # one chunk: the GEMM writes the output in place
-            np.matmul(w_mat, col_g, out=out.reshape(groups, f // groups, -1))
-        else:
-            out[:, n0 * L:n1 * L] = np.matmul(w_mat, col_g).reshape(f, -1)
-    if bias is not None:
-        out += bias.astype(x.dtype, copy=False)[:, None]
-    # keep the column matrix when it is the whole batch; otherwise keep x and
-    # rebuild each chunk's columns in backward (cheap next to the GEMMs)
-    cache = Conv2dCache(x, weights, col if chunk >= n else None, chunk, (oh, ow), stride, padding, dilation,
-                        groups, bias is not None, backend)
-    return out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), cache
+        bias = np.ascontiguousarray(bias, dtype=x.dtype)
+    x, weights = np.ascontiguousarray(x), np.ascontiguousarray(weights)
+    geometry = ConvGeometry(n, c, *x.shape[2:], f, kh, kw, *stride, *padding, *dilation, oh, ow, groups)
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    resolve(backend).conv2d_fwd(x, weights, bias, out, geometry)
+    return out, Conv2dCache(x, weights, geometry, bias is not None, backend)
 
 
 def conv2d_backward(d_out, cache: Conv2dCache, *, input_grad=True):
@@ -96,42 +61,16 @@ def conv2d_backward(d_out, cache: Conv2dCache, *, input_grad=True):
     input_grad=False; d_bias None without bias)."""
     if not isinstance(cache, Conv2dCache):
         raise TypeError("cache must be the Conv2dCache returned by conv2d")
-    x, weights = cache.x, cache.weights
-    n, (oh, ow), g = x.shape[0], cache.out_hw, cache.groups
-    f, _, kh, kw = weights.shape
-    L = oh * ow
-    d_out = np.asarray(d_out, dtype=x.dtype)
-    if d_out.shape != (n, f, oh, ow):
-        raise ValueError(f"d_out has shape {d_out.shape}, but the forward output was {(n, f, oh, ow)}")
-    geometry = dict(stride=cache.stride, padding=cache.padding, dilation=cache.dilation, backend=cache.backend)
-    # d_out as (F, N*OH*OW) columns: free when d_out is the NCHW view of such
-    # an array (what conv2d returns); otherwise each chunk's slice is
-    # transposed on its own, so no full-size copy is made.
-    d_cnhw = d_out.transpose(1, 0, 2, 3)
-    whole = d_cnhw.reshape(f, n * L) if d_cnhw.flags.c_contiguous else None
-    d_b = np.zeros(f) if cache.has_bias else None
-    w_t = weights.reshape(g, f // g, -1).transpose(0, 2, 1)
+    x, weights, g = cache.x, cache.weights, cache.geometry
+    d_out = np.asarray(d_out)
+    if d_out.shape != (g.n, g.f, g.oh, g.ow):
+        raise ValueError(f"d_out has shape {d_out.shape}, but the forward output was {(g.n, g.f, g.oh, g.ow)}")
+    d_out = np.ascontiguousarray(d_out, dtype=x.dtype)
+    d_x = np.empty_like(x) if input_grad else None
     d_w = np.empty_like(weights)
-    d_w_g = d_w.reshape(g, f // g, -1)
-    d_x = np.empty(x.shape, dtype=x.dtype) if input_grad else None
-    for n0 in range(0, n, cache.chunk):
-        n1 = min(n, n0 + cache.chunk)
-        col = d_col = None  # free the previous chunk's buffers first
-        col = cache.col if cache.col is not None else im2col(x[n0:n1], kh, kw, **geometry)
-        d_chunk = whole[:, n0 * L:n1 * L] if whole is not None else np.ascontiguousarray(d_cnhw[:, n0:n1]).reshape(f, -1)
-        if d_b is not None:
-            # a BLAS matrix-vector product: multithreaded, 5x faster than .sum(axis=1)
-            d_b += d_chunk @ np.ones(d_chunk.shape[1], dtype=x.dtype)
-        d_chunk = d_chunk.reshape(g, f // g, -1)
-        grad_w = np.matmul(d_chunk, col.reshape(g, -1, col.shape[1]).transpose(0, 2, 1))
-        if n0 == 0:
-            d_w_g[...] = grad_w
-        else:
-            d_w_g += grad_w
-        if input_grad:
-            d_col = np.matmul(w_t, d_chunk).reshape(col.shape)
-            col2im(d_col, (n1 - n0, *x.shape[1:]), kh, kw, out=d_x[n0:n1], **geometry)
-    return d_x, d_w, (d_b.astype(x.dtype) if d_b is not None else None)
+    d_b = np.empty(g.f, dtype=x.dtype) if cache.has_bias else None
+    resolve(cache.backend).conv2d_bwd(x, weights, d_out, d_x, d_w, d_b, g)
+    return d_x, d_w, d_b
 
 
 class LinearCache(NamedTuple):

@@ -1,5 +1,4 @@
-"""Conv2D: holds the weights and calls functional.conv2d / conv2d_backward
-(im2col + one BLAS GEMM per group forward, GEMMs + col2im backward)."""
+"""Conv2D: holds the weights and calls functional.conv2d / conv2d_backward."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,12 +49,6 @@ class Conv2D(Layer):
                     padding=list(self.padding), dilation=list(self.dilation), groups=self.groups,
                     bias=self.bias is not None, dtype=self.dtype.name)
 
-    # Largest column matrix (bytes) built at once (functional.layers.MAX_COL_BYTES).
-    max_col_bytes = F.MAX_COL_BYTES
-
-    def _chunk(self, x_shape, oh, ow):
-        return F.conv_chunk(x_shape, self.kernel_size, (oh, ow), self.dtype.itemsize, self.max_col_bytes)
-
     def _prepare(self, x):
         """x as a C-contiguous array of this layer's dtype, rank and channels
         checked (F.conv2d checks the geometry)."""
@@ -69,7 +62,7 @@ class Conv2D(Layer):
     def forward(self, x):
         x = self._prepare(x)
         out, self._cache = F.conv2d(x, self.weights, self.bias, self.stride, self.padding, self.dilation,
-                                    self.groups, backend=self.backend, max_col_bytes=self.max_col_bytes)
+                                    self.groups, backend=self.backend)
         return out
 
     def backward(self, d_out):

@@ -1,0 +1,174 @@
+"""The convolution kernels conv2d_fwd / conv2d_bwd: the C backend's implicit
+GEMM (column tiles in cache, BLAS called from C) and the im2col + matmul
+driver of the other backends, against the loop oracle (tests/naive.py)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastconv
+import naive
+from conftest import TOL
+from fastconv import functional as F
+from fastconv._geometry import ConvGeometry
+from fastconv.backends import BackendUnavailableError, load
+
+
+def _c():
+    try:
+        return load("c")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def c_without_blas():
+    """The C backend with its BLAS detached (as on a NumPy without OpenBLAS)."""
+    c = _c()
+    c.lib.fc_set_blas(c.ffi.NULL, c.ffi.NULL, c.ffi.NULL, c.ffi.NULL, 0)
+    try:
+        yield c
+    finally:
+        c.attach_blas()
+
+
+def _naive(x, w, b, stride, padding, dilation, groups, d_out):
+    """The loop oracle (tests/naive.py), its gradients taken group by group."""
+    f, cg = w.shape[:2]
+    fg = f // groups
+    out = naive.conv2d(x, w, b, stride, padding, dilation, groups)
+    d_x, d_w, d_b = np.zeros_like(x), np.zeros_like(w), d_out.sum(axis=(0, 2, 3))
+    for k in range(groups):
+        xs, fs = slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg)
+        d_w[fs] = naive.conv2d_params_grad(x[:, xs], d_out[:, fs], w[fs].shape, stride, padding, dilation)[0]
+        d_x[:, xs] = naive.conv2d_input_grad(w[fs], d_out[:, fs], x[:, xs].shape, stride, padding, dilation)
+    return out, d_x, d_w, d_b
+
+
+def _numpy_reference(x, w, b, stride, padding, dilation, groups, d_out):
+    out, cache = F.conv2d(x, w, b, stride, padding, dilation, groups, backend="numpy")
+    d_x, d_w, d_b = F.conv2d_backward(d_out, cache)
+    return out, d_x, d_w, (d_b if b is not None else d_out.sum(axis=(0, 2, 3)))
+
+
+def _check(backend, n, c, h, w, f, k, stride, padding, dilation, groups, bias, dtype, seed, oracle=_numpy_reference):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c // groups, *k)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if bias else None
+    out, cache = F.conv2d(x, wt, b, stride, padding, dilation, groups, backend=backend)
+    assert out.flags.c_contiguous
+    d_out = rng.standard_normal(out.shape).astype(dtype)
+    f64 = [None if a is None else a.astype(np.float64) for a in (x, wt, b, d_out)]
+    want_out, want_dx, want_dw, want_db = oracle(*f64[:3], stride, padding, dilation, groups, f64[3])
+    d_x, d_w, d_b = F.conv2d_backward(d_out, cache)
+    # sums of up to n*OH*OW products: float32 rounding grows with their count
+    tol = dict(rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * np.sqrt(n * h * w * c * k[0] * k[1]))
+    np.testing.assert_allclose(out, want_out, **tol)
+    np.testing.assert_allclose(d_x, want_dx, **tol)
+    np.testing.assert_allclose(d_w, want_dw, **tol)
+    if bias:
+        np.testing.assert_allclose(d_b, want_db, **tol)
+    else:
+        assert d_b is None
+    # parameters only: the same weight gradient, no input gradient
+    d_x2, d_w2, _ = F.conv2d_backward(d_out, cache, input_grad=False)
+    assert d_x2 is None
+    np.testing.assert_array_equal(d_w2, d_w)
+
+
+@pytest.mark.parametrize("groups, k, stride, padding, dilation", [
+    (1, (3, 3), (1, 1), (1, 1), (1, 1)), (2, (3, 2), (2, 1), (0, 2), (1, 2)), (1, (1, 1), (1, 1), (0, 0), (1, 1)),
+])
+def test_the_reference_convolution_matches_the_loop_oracle(groups, k, stride, padding, dilation):
+    _check("numpy", n=2, c=4, h=7, w=6, f=4, k=k, stride=stride, padding=padding, dilation=dilation, groups=groups,
+           bias=True, dtype=np.float64, seed=1, oracle=_naive)
+
+
+@st.composite
+def conv_shapes(draw):
+    groups = draw(st.sampled_from([1, 1, 2]))
+    c, f = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 11))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 11))
+    return dict(n=draw(st.integers(1, 10)), c=c, h=h, w=w, f=f, k=(kh, kw), stride=(sh, sw), padding=(ph, pw),
+                dilation=(dh, dw), groups=groups, bias=draw(st.booleans()),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_shapes())
+def test_every_backend_matches_the_reference_on_random_geometry(cfg):
+    for backend in fastconv.available_backends():
+        _check(backend, **cfg)
+
+
+@pytest.mark.parametrize("shape", [
+    # several column tiles per image (C*KH*KW*positions past the 256 KB tile)
+    dict(n=3, c=16, h=40, w=37, f=8, k=(3, 3), stride=(1, 1), padding=(1, 1)),
+    # more images than weight-gradient blocks (8), strided, 1x1 shortcut-like
+    dict(n=19, c=6, h=9, w=9, f=5, k=(3, 3), stride=(2, 2), padding=(1, 1)),
+    dict(n=11, c=7, h=8, w=6, f=9, k=(1, 1), stride=(1, 1), padding=(0, 0)),  # pointwise: x is the columns
+    dict(n=4, c=7, h=8, w=6, f=9, k=(1, 1), stride=(2, 2), padding=(0, 0)),
+])
+def test_the_c_implicit_gemm_matches_the_reference_across_tiles_and_blocks(shape, dtype):
+    _c()
+    _check("c", **shape, dilation=(1, 1), groups=1, bias=True, dtype=dtype, seed=3)
+
+
+def test_without_a_blas_the_c_backend_runs_im2col_and_matmul(c_without_blas, dtype):
+    assert not c_without_blas.lib.fc_blas_ready()
+    _check("c", n=3, c=4, h=7, w=6, f=5, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+                          groups=1, bias=True, dtype=dtype, seed=4)
+    x, wt = np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    g = ConvGeometry(1, 1, 3, 3, 1, 1, 1, 1, 1, 0, 0, 1, 1, 3, 3, 1)
+    with pytest.raises(ValueError, match="no BLAS was attached"):
+        c_without_blas._conv2d_fwd_c(x, wt, None, np.empty((1, 1, 3, 3), np.float32), g)
+
+
+def test_numpys_blas_is_found_and_attached():
+    """NumPy's wheels ship OpenBLAS: the C convolution must find it there (a
+    silent fallback to matmul would lose its speed unnoticed)."""
+    c = _c()
+    from threadpoolctl import threadpool_info
+
+    if not any(i.get("internal_api") == "openblas" for i in threadpool_info()):
+        pytest.skip("NumPy's BLAS here is not OpenBLAS")
+    assert c.BLAS_PATH is not None and c.lib.fc_blas_ready()
+
+
+def test_conv_geometry_is_the_c_struct():
+    """One contract: ConvGeometry's fields are fc_conv_geom's, in order."""
+    c = _c()
+    assert [name for name, _ in c.ffi.typeof("fc_conv_geom").fields] == list(ConvGeometry._fields)
+
+
+def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads():
+    _c()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((13, 8, 12, 12), dtype=np.float32)
+    wt = rng.standard_normal((16, 8, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(16, dtype=np.float32)
+    d_out = rng.standard_normal((13, 16, 12, 12), dtype=np.float32)
+    results = []
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        out, cache = F.conv2d(x, wt, b, 1, 1, backend="c")
+        results.append((out, *F.conv2d_backward(d_out, cache)))
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_a_bad_geometry_record_is_refused_by_the_c_kernel():
+    c = _c()
+    x = np.ones((1, 1, 3, 3), np.float32)
+    wt = np.ones((1, 1, 3, 3), np.float32)
+    out = np.empty((1, 1, 1, 1), np.float32)
+    bad = ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2, 1)  # output would be 1x1, not 2x2
+    with pytest.raises(ValueError, match="fc_conv2d_fwd"):
+        c._conv2d_fwd_c(x, wt, None, out, bad)
+    with pytest.raises(ValueError, match="fc_conv2d_fwd"):  # groups must divide the channels
+        c._conv2d_fwd_c(x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
