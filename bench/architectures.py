@@ -1,0 +1,97 @@
+"""fastconv against PyTorch on whole training steps of several CNNs (issue 14).
+
+    python bench/architectures.py [--nets a,b] [--batches 64,128] [--rounds 3]
+                                  [--steps 30] [--json out.json] [--md out.md]
+
+Each (network, batch) runs ``rounds`` times alternately in fresh processes
+(bench/arch_worker.py), fastconv then PyTorch, so both see the same machine
+state; a round's time is the median of its steps.  Reported: the median time
+of each, the median of the per-round ratios (fastconv / PyTorch: below 1 is
+faster), each process's peak resident set, and the geometric mean of the
+ratios.  The guides' MNIST network is also timed in the guides' own loop
+(fastconv only has that loop; PyTorch runs its usual one).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from arch_specs import NETWORKS  # noqa: E402
+
+
+def run(lib, net, batch, steps, loop="optimizer"):
+    cmd = [sys.executable, os.path.join(HERE, "arch_worker.py"), "--lib", lib, "--net", net, "--batch", str(batch),
+           "--steps", str(steps), "--loop", loop]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return float(np.median(result["step_ms"])), result["peak_rss_mb"]
+
+
+def torch_available():
+    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True):
+    rows = []
+    for _ in range(rounds):
+        fc = run("fastconv", net, batch, steps, loop)
+        th = run("torch", net, batch, steps) if with_torch else (float("nan"), float("nan"))
+        rows.append((fc, th))
+    fc_ms = float(np.median([r[0][0] for r in rows]))
+    th_ms = float(np.median([r[1][0] for r in rows]))
+    ratio = float(np.median([r[0][0] / r[1][0] for r in rows]))
+    return dict(net=net, batch=batch, loop=loop, fastconv_ms=fc_ms, torch_ms=th_ms, ratio=ratio,
+                fastconv_rss_mb=max(r[0][1] for r in rows), torch_rss_mb=max(r[1][1] for r in rows),
+                rounds=[dict(fastconv_ms=r[0][0], torch_ms=r[1][0]) for r in rows])
+
+
+def table(results):
+    lines = ["| network | batch | loop | fastconv | PyTorch | ratio | peak RSS fastconv / PyTorch |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['net']} | {r['batch']} | {r['loop']} | {r['fastconv_ms']:.1f} ms | {r['torch_ms']:.1f} ms "
+                     f"| {r['ratio']:.2f} | {r['fastconv_rss_mb']:.0f} / {r['torch_rss_mb']:.0f} MB |")
+    ratios = [r["ratio"] for r in results if r["ratio"] == r["ratio"]]
+    if ratios:
+        lines.append(f"\ngeometric mean of the ratios: {math.exp(np.mean(np.log(ratios))):.2f} over {len(ratios)}")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nets", default=",".join(NETWORKS))
+    p.add_argument("--batches", default="64,128")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--json")
+    p.add_argument("--md")
+    args = p.parse_args()
+    if not torch_available():
+        sys.exit("PyTorch is not installed: pip install torch==2.13.0 (the CPU wheel)")
+    results = []
+    for batch in map(int, args.batches.split(",")):
+        for net in args.nets.split(","):
+            loops = ("optimizer", "guides") if net == "seed_cnn" else ("optimizer",)
+            for loop in loops:
+                results.append(measure(net, batch, args.rounds, args.steps, loop))
+                r = results[-1]
+                print(f"{net:16s} b{batch:<4d} {loop:9s} fastconv {r['fastconv_ms']:7.1f} ms  torch {r['torch_ms']:7.1f} ms"
+                      f"  ratio {r['ratio']:.2f}", flush=True)
+    text = table(results)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
