@@ -28,6 +28,12 @@ if _omp_policy_set:
 
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._blas_tuning import tune_openblas as _tune_openblas  # noqa: E402
+from ._malloc_tuning import tune_malloc as _tune_malloc  # noqa: E402
+
+try:  # activation buffers reused from the heap instead of fresh zeroed pages every step
+    _tune_malloc()
+except Exception:  # pragma: no cover - a tuning, never a reason to fail an import
+    pass
 
 try:  # OpenBLAS threads that poll after each call would sit on the kernels' cores
     _tune_openblas()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-ENV_C_BLAS = "FASTCONV_C_BLAS"
+from .config import ENV_C_BLAS
 
 # (symbol prefix, symbol suffix) of the OpenBLAS builds seen in the wild:
 # NumPy >= 2 (scipy-openblas64), NumPy 1.x (openblas64_), plain builds.

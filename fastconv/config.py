@@ -8,6 +8,10 @@ Environment variables (read when first needed):
 * ``FASTCONV_NUMBA_CACHE``  -- ``0`` disables Numba's on-disk compile cache.
 * ``FASTCONV_TUNE_BLAS``    -- ``0`` leaves OpenBLAS's idle-thread polling as
   it is (see fastconv/_blas_tuning.py).
+* ``FASTCONV_TUNE_MALLOC``  -- ``0`` leaves glibc's mmap and trim thresholds
+  as they are (see fastconv/_malloc_tuning.py).
+* ``FASTCONV_C_BLAS``       -- ``0``: the C convolution does not call NumPy's
+  BLAS from C (see fastconv/_blas_symbols.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ ENV_BACKEND = "FASTCONV_BACKEND"
 ENV_NUM_THREADS = "FASTCONV_NUM_THREADS"
 ENV_NUMBA_CACHE = "FASTCONV_NUMBA_CACHE"
 ENV_TUNE_BLAS = "FASTCONV_TUNE_BLAS"
+ENV_TUNE_MALLOC = "FASTCONV_TUNE_MALLOC"
+ENV_C_BLAS = "FASTCONV_C_BLAS"
 
 
 def numba_options() -> dict:
