@@ -9,6 +9,8 @@ fastest), remembers the
 winner for ``key`` in memory and in a small JSON file per machine under the
 cache directory, and returns its name.  ``$FASTCONV_FUSED_STAGES`` pins the
 choice: ``on`` (always fused), ``off`` (always plain), ``auto`` (default).
+The C backend's convolution chooses between implicit GEMM and im2col + matmul
+the same way (``$FASTCONV_CONV_PATH``, backends/c_backend.py).
 """
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ import pytest
 # The suite runs CNN's fused stages on their fused path wherever the backend
 # has one (deterministic coverage); tests/test_autotune.py covers "auto".
 os.environ.setdefault("FASTCONV_FUSED_STAGES", "on")
+# ... and the C convolution on its implicit GEMM (tests/test_conv_gemm.py
+# covers the im2col path and the measured choice between them).
+os.environ.setdefault("FASTCONV_CONV_PATH", "implicit")
 
 import fastconv  # noqa: E402
 from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load

@@ -126,7 +126,7 @@ def test_without_a_blas_the_c_backend_runs_im2col_and_matmul(c_without_blas, dty
     x, wt = np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32)
     g = ConvGeometry(1, 1, 3, 3, 1, 1, 1, 1, 1, 0, 0, 1, 1, 3, 3, 1)
     with pytest.raises(ValueError, match="no BLAS was attached"):
-        c_without_blas._conv2d_fwd_c(x, wt, None, np.empty((1, 1, 3, 3), np.float32), g)
+        c_without_blas._CONV_PATHS["implicit"][0](x, wt, None, np.empty((1, 1, 3, 3), np.float32), g)
 
 
 def test_numpys_blas_is_found_and_attached():
@@ -169,6 +169,32 @@ def test_a_bad_geometry_record_is_refused_by_the_c_kernel():
     out = np.empty((1, 1, 1, 1), np.float32)
     bad = ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2, 1)  # output would be 1x1, not 2x2
     with pytest.raises(ValueError, match="fc_conv2d_fwd"):
-        c._conv2d_fwd_c(x, wt, None, out, bad)
+        c._CONV_PATHS["implicit"][0](x, wt, None, out, bad)
     with pytest.raises(ValueError, match="fc_conv2d_fwd"):  # groups must divide the channels
-        c._conv2d_fwd_c(x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
+        c._CONV_PATHS["implicit"][0](x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
+
+
+@pytest.mark.parametrize("path", ["im2col", "auto"])
+def test_the_c_convolutions_other_path_and_the_measured_choice(path, dtype, monkeypatch, tmp_path):
+    c = _c()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the autotuner's file goes here
+    monkeypatch.setenv("FASTCONV_CONV_PATH", path)
+    from fastconv import _autotune
+
+    _autotune.forget()
+    monkeypatch.setattr(c, "_conv_choice", {})
+    _check("c", n=9, c=6, h=8, w=7, f=5, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+           bias=True, dtype=dtype, seed=6)
+    if path == "auto" and c.lib.fc_blas_ready():
+        assert list(c._conv_choice.values())[0] in ("implicit", "im2col")
+        assert len(c._conv_choice) == 1  # measured once for the shape, then remembered
+    _autotune.forget()
+
+
+def test_a_bad_conv_path_setting_is_refused(monkeypatch):
+    c = _c()
+    if not c.lib.fc_blas_ready():
+        pytest.skip("no BLAS attached: one path only")
+    monkeypatch.setenv("FASTCONV_CONV_PATH", "fastest")
+    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit or im2col"):
+        F.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32), backend="c")

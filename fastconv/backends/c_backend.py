@@ -145,15 +145,48 @@ def attach_blas() -> str | None:
 
 BLAS_PATH = attach_blas()
 
-# Without a BLAS to call from C, the convolution runs as the other backends'
-# (im2col + NumPy's matmul), with this backend's im2col and col2im.
-_conv2d_fwd_numpy, _conv2d_bwd_numpy = _gemm_conv.make_conv2d_kernels(im2col, col2im)  # noqa: F821
-_conv2d_fwd_c, _conv2d_bwd_c = conv2d_fwd, conv2d_bwd  # noqa: F821
+# Two ways to run a convolution, chosen per shape by measuring both on first
+# use (fastconv/_autotune.py; $FASTCONV_CONV_PATH pins one): the implicit GEMM
+# above, one single-threaded GEMM per image tile (wins on large maps, 1x1 and
+# few-tap convolutions), or im2col + NumPy's multithreaded matmul over a chunk
+# of images (wins when an image has few output positions: the GEMM is wider).
+# Without a BLAS to call from C only the second exists.
+ENV_CONV_PATH = "FASTCONV_CONV_PATH"
+_CONV_PATHS = {
+    "implicit": (conv2d_fwd, conv2d_bwd),  # noqa: F821 - the C kernels, bound above
+    "im2col": _gemm_conv.make_conv2d_kernels(im2col, col2im),  # noqa: F821
+}
+_conv_choice: dict = {}
+
+
+def conv_path(x, wt, b, g) -> str:
+    """"implicit" or "im2col" for this call's shape (see _CONV_PATHS)."""
+    if not lib.fc_blas_ready():
+        return "im2col"
+    pinned = os.environ.get(ENV_CONV_PATH, "auto").strip().lower()
+    if pinned in _CONV_PATHS:
+        return pinned
+    if pinned != "auto":
+        raise ValueError(f"${ENV_CONV_PATH} must be auto, implicit or im2col, got {pinned!r}")
+    key = (x.dtype.str, g)
+    if key not in _conv_choice:
+        from .. import _autotune
+
+        out = np.empty((g.n, g.f, g.oh, g.ow), dtype=x.dtype)
+        d_x, d_w = np.empty_like(x), np.empty_like(wt)
+        d_b = None if b is None else np.empty_like(b)
+
+        def candidate(fwd, bwd):  # forward and backward, the output as its own gradient
+            return lambda: (fwd(x, wt, b, out, g), bwd(x, wt, out, d_x, d_w, d_b, g))
+
+        cands = {name: candidate(*kernels) for name, kernels in _CONV_PATHS.items()}
+        _conv_choice[key] = _autotune.choose(f"conv2d {x.dtype} {tuple(g)}", cands, level=ISA_LEVEL, repeats=3)
+    return _conv_choice[key]
 
 
 def conv2d_fwd(x, wt, b, out, g):
-    (_conv2d_fwd_c if lib.fc_blas_ready() else _conv2d_fwd_numpy)(x, wt, b, out, g)
+    _CONV_PATHS[conv_path(x, wt, b, g)][0](x, wt, b, out, g)
 
 
 def conv2d_bwd(x, wt, d_out, d_x, d_w, d_b, g):
-    (_conv2d_bwd_c if lib.fc_blas_ready() else _conv2d_bwd_numpy)(x, wt, d_out, d_x, d_w, d_b, g)
+    _CONV_PATHS[conv_path(x, wt, d_b, g)][1](x, wt, d_out, d_x, d_w, d_b, g)
