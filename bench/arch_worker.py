@@ -76,9 +76,10 @@ def torch_model(spec):
 
 def data(shape, batch, loop, seed=0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, *shape), dtype=np.float32)
     if loop == "guides":  # the guides feed pixels in [0, 1]
         x = rng.random((batch, *shape), dtype=np.float32)
+    else:
+        x = rng.standard_normal((batch, *shape), dtype=np.float32)
     return x, rng.integers(0, 10, batch)
 
 

@@ -6,16 +6,6 @@
 
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
-/* The two integer widths a CBLAS is built with: LP64 (int) and ILP64 (int64_t). */
-typedef void (*sgemm32_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
-                           float, float *, int);
-typedef void (*sgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                           const float *, int64_t, float, float *, int64_t);
-typedef void (*dgemm32_fn)(int, int, int, int, int, int, double, const double *, int, const double *, int,
-                           double, double *, int);
-typedef void (*dgemm64_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
-                           const double *, int64_t, double, double *, int64_t);
-
 static void *fc_sgemm, *fc_dgemm;
 static int fc_blas_int64;
 static int (*fc_blas_get_threads)(void);
@@ -48,25 +38,23 @@ int fc_set_blas(void *sgemm, void *dgemm, void *get_threads, void *set_threads, 
 
 int fc_blas_ready(void) { return fc_sgemm != NULL && fc_dgemm != NULL; }
 
-void fc_gemm_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                 const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    const int opa = ta ? CBLAS_TRANS : CBLAS_NO_TRANS, opb = tb ? CBLAS_TRANS : CBLAS_NO_TRANS;
-    if (fc_blas_int64)
-        ((sgemm64_fn)fc_sgemm)(CBLAS_ROW_MAJOR, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-    else
-        ((sgemm32_fn)fc_sgemm)(CBLAS_ROW_MAJOR, opa, opb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
-                               (int)ldb, beta, c, (int)ldc);
-}
-
-void fc_gemm_f64(int ta, int tb, int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
-                 const double *b, int64_t ldb, double beta, double *c, int64_t ldc) {
-    const int opa = ta ? CBLAS_TRANS : CBLAS_NO_TRANS, opb = tb ? CBLAS_TRANS : CBLAS_NO_TRANS;
-    if (fc_blas_int64)
-        ((dgemm64_fn)fc_dgemm)(CBLAS_ROW_MAJOR, opa, opb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
-    else
-        ((dgemm32_fn)fc_dgemm)(CBLAS_ROW_MAJOR, opa, opb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
-                               (int)ldb, beta, c, (int)ldc);
-}
+/* fc_gemm_f32 / fc_gemm_f64: the call through the pointer of the BLAS's integer width. */
+#define FC_GEMM(REAL, SFX, PTR)                                                                          \
+    void fc_gemm_##SFX(int ta, int tb, int64_t m, int64_t n, int64_t k, const REAL *a, int64_t lda,    \
+                       const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {                  \
+        const int opa = ta ? CBLAS_TRANS : CBLAS_NO_TRANS, opb = tb ? CBLAS_TRANS : CBLAS_NO_TRANS;    \
+        if (fc_blas_int64)                                                                             \
+            ((void (*)(int, int, int, int64_t, int64_t, int64_t, REAL, const REAL *, int64_t,          \
+                       const REAL *, int64_t, REAL, REAL *, int64_t))PTR)(                             \
+                CBLAS_ROW_MAJOR, opa, opb, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);                  \
+        else                                                                                           \
+            ((void (*)(int, int, int, int, int, int, REAL, const REAL *, int, const REAL *, int, REAL,  \
+                       REAL *, int))PTR)(CBLAS_ROW_MAJOR, opa, opb, (int)m, (int)n, (int)k, 1, a,      \
+                                         (int)lda, b, (int)ldb, beta, c, (int)ldc);                    \
+    }
+FC_GEMM(float, f32, fc_sgemm)
+FC_GEMM(double, f64, fc_dgemm)
+#undef FC_GEMM
 
 int fc_blas_threads_single(void) {
     if (fc_blas_get_threads == NULL || fc_blas_set_threads == NULL) return 0;

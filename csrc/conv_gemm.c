@@ -12,7 +12,7 @@
 #define FC_GRAD_BLOCKS 8
 #define FC_GRAD_PARTS_BYTES ((int64_t)64 << 20)
 
-static int fc_check_conv_geom(const fc_conv_geom *g, int64_t item) {
+static int fc_check_conv_geom(const fc_conv_geom *g) {
     if (g == NULL || g->groups < 1 || g->c % g->groups || g->f < 1 || g->f % g->groups) return FC_ERR_SIZE;
     int status = fc_check_conv_sizes(g->n, g->c, g->h, g->w, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw,
                                      g->dh, g->dw, g->oh, g->ow);
@@ -21,7 +21,6 @@ static int fc_check_conv_geom(const fc_conv_geom *g, int64_t item) {
     /* every GEMM size and leading dimension must fit a 32-bit BLAS's int */
     const int64_t kg = g->c / g->groups * g->kh * g->kw;
     if (kg > INT_MAX || g->oh * g->ow > INT_MAX || g->h * g->w > INT_MAX || g->f > INT_MAX) return FC_ERR_SIZE;
-    (void)item;
     return FC_OK;
 }
 
@@ -46,14 +45,5 @@ static int64_t fc_conv_grad_blocks(int64_t n, int64_t weight_bytes) {
     return blocks;
 }
 
-#define REAL float
-#define FN(name) name##_f32
-#include "conv_gemm_tmpl.h"
-#undef REAL
-#undef FN
-
-#define REAL double
-#define FN(name) name##_f64
-#include "conv_gemm_tmpl.h"
-#undef REAL
-#undef FN
+#define FC_TEMPLATE "conv_gemm_tmpl.h"
+#include "instantiate.h"

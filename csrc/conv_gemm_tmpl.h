@@ -1,5 +1,5 @@
-/* Convolution as implicit GEMM for one element type (conv_gemm.c includes it
- * once per REAL / FN, like instantiate.h).
+/* Convolution as implicit GEMM for one element type (instantiated for both
+ * by conv_gemm.c through instantiate.h).
  *
  * The column matrix is never built whole: a task takes one image and a tile
  * of its output positions, builds that tile's columns (Cg*KH*KW rows x at
@@ -55,9 +55,23 @@ static void FN(fc_col_tile)(REAL *restrict xg, REAL *restrict col, int64_t cg, c
     }
 }
 
+/* The columns of (image, group, positions [p0, p0 + len)) for a GEMM:
+ * a pointwise convolution reads x itself (row stride P = H*W), any other
+ * builds them in `col` (row stride len).  Sets *ld to the row stride. */
+static const REAL *FN(fc_columns)(const REAL *xg, REAL *col, int64_t cg, const fc_conv_geom *g,
+                                  const int64_t *ranges, int64_t p0, int64_t len, int64_t pointwise, int64_t *ld) {
+    if (pointwise) {
+        *ld = g->oh * g->ow;
+        return xg + p0;
+    }
+    FN(fc_col_tile)((REAL *)xg, col, cg, g, ranges, p0, len, 0);  /* mode 0 only reads xg */
+    *ld = len;
+    return col;
+}
+
 int FN(fc_conv2d_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
                       REAL *restrict out, const fc_conv_geom *g) {
-    int status = fc_check_conv_geom(g, sizeof(REAL));
+    int status = fc_check_conv_geom(g);
     if (status != FC_OK) return status;
     const int64_t groups = g->groups, cg = g->c / groups, fg = g->f / groups;
     const int64_t kg = cg * g->kh * g->kw, P = g->oh * g->ow, pointwise = fc_conv_is_pointwise(g);
@@ -80,14 +94,9 @@ int FN(fc_conv2d_fwd)(const REAL *restrict x, const REAL *restrict wt, const REA
             if (!pointwise && col == NULL) continue;
             const int64_t img = t / tiles, p0 = (t % tiles) * pt, len = P - p0 < pt ? P - p0 : pt;
             for (int64_t gi = 0; gi < groups; ++gi) {
-                REAL *xg = (REAL *)x + (img * g->c + gi * cg) * g->h * g->w;  /* read only here */
-                const REAL *cols = xg + p0;
-                int64_t ldc = P;
-                if (!pointwise) {
-                    FN(fc_col_tile)(xg, col, cg, g, ranges, p0, len, 0);
-                    cols = col;
-                    ldc = len;
-                }
+                int64_t ldc;
+                const REAL *cols = FN(fc_columns)(x + (img * g->c + gi * cg) * g->h * g->w, col, cg, g, ranges,
+                                                  p0, len, pointwise, &ldc);
                 REAL *o = out + (img * g->f + gi * fg) * P + p0;
                 FN(fc_gemm)(0, 0, fg, len, kg, wt + gi * fg * kg, kg, cols, ldc, 0, o, P);
                 if (b != NULL)
@@ -106,7 +115,7 @@ int FN(fc_conv2d_fwd)(const REAL *restrict x, const REAL *restrict wt, const REA
 
 int FN(fc_conv2d_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
                       REAL *restrict d_x, REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *g) {
-    int status = fc_check_conv_geom(g, sizeof(REAL));
+    int status = fc_check_conv_geom(g);
     if (status != FC_OK) return status;
     const int64_t groups = g->groups, cg = g->c / groups, fg = g->f / groups, hw = g->h * g->w;
     const int64_t kg = cg * g->kh * g->kw, P = g->oh * g->ow, pointwise = fc_conv_is_pointwise(g);
@@ -145,16 +154,11 @@ int FN(fc_conv2d_bwd)(const REAL *restrict x, const REAL *restrict wt, const REA
                     const int64_t p0 = tile * pt, len = P - p0 < pt ? P - p0 : pt;
                     const REAL beta = (img == first && tile == 0) ? 0 : 1;
                     for (int64_t gi = 0; gi < groups; ++gi) {
-                        REAL *xg = (REAL *)x + (img * g->c + gi * cg) * hw;  /* read only here */
                         const REAL *dy = d_out + (img * g->f + gi * fg) * P + p0;
                         const REAL *wg = wt + gi * fg * kg;
-                        const REAL *cols = xg + p0;
-                        int64_t ldc = P;
-                        if (!pointwise) {
-                            FN(fc_col_tile)(xg, col, cg, g, ranges, p0, len, 0);
-                            cols = col;
-                            ldc = len;
-                        }
+                        int64_t ldc;
+                        const REAL *cols = FN(fc_columns)(x + (img * g->c + gi * cg) * hw, col, cg, g, ranges, p0,
+                                                          len, pointwise, &ldc);
                         /* dW_g += dY_tile (fg x len) @ cols^T (len x kg) */
                         FN(fc_gemm)(0, 1, fg, kg, len, dy, P, cols, ldc, beta, dw + gi * fg * kg, kg);
                         if (d_x != NULL) {

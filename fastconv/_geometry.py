@@ -1,9 +1,9 @@
 """Geometry records passed to the kernels as one value.
 
 ``ConvGeometry`` is the Python side of csrc/fastconv.h's ``fc_conv_geom``:
-the same fields in the same order (tests/test_contract.py checks it), so the
-C backend passes it as that struct and the NumPy and Numba backends read it
-by name.
+the same fields in the same order (tests/test_conv_gemm.py checks it), so the
+C backend passes it as that struct and the NumPy and Numba backends' Python
+drivers read it by name.
 """
 from __future__ import annotations
 
@@ -29,18 +29,6 @@ class ConvGeometry(NamedTuple):
     oh: int
     ow: int
     groups: int
-
-    @property
-    def stride(self):
-        return self.sh, self.sw
-
-    @property
-    def padding(self):
-        return self.ph, self.pw
-
-    @property
-    def dilation(self):
-        return self.dh, self.dw
 
     def im2col_sizes(self, images: int) -> tuple:
         """The trailing integer arguments of the im2col/col2im kernels for

@@ -14,11 +14,10 @@ import numpy as np
 MAX_COL_BYTES = 16 * 2**20
 
 
-def images_per_chunk(g, itemsize, max_col_bytes=None) -> int:
+def images_per_chunk(g, itemsize) -> int:
     """Images per im2col chunk so a column matrix stays under MAX_COL_BYTES."""
-    budget = MAX_COL_BYTES if max_col_bytes is None else max_col_bytes
     per_image = g.c * g.kh * g.kw * g.oh * g.ow * itemsize
-    return max(1, min(g.n, budget // max(per_image, 1)))
+    return max(1, min(g.n, MAX_COL_BYTES // max(per_image, 1)))
 
 
 def make_conv2d_kernels(im2col, col2im):
