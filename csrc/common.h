@@ -56,6 +56,30 @@ static inline int fc_check_conv_sizes(int64_t n, int64_t c, int64_t h, int64_t w
     return FC_OK;
 }
 
+/* A geometry record's fields as local constants under the names the kernel
+ * bodies use: a convolution's kernel is fh x fw, a pool's window kh x kw. */
+#define FC_CONV_LOCALS(g)                                                                            \
+    __attribute__((unused)) const int64_t n = (g)->n, c = (g)->c, h = (g)->h, w = (g)->w, f = (g)->f, \
+                                          fh = (g)->kh, fw = (g)->kw, sh = (g)->sh, sw = (g)->sw,    \
+                                          ph = (g)->ph, pw = (g)->pw, dh = (g)->dh, dw = (g)->dw,    \
+                                          oh = (g)->oh, ow = (g)->ow
+#define FC_POOL_LOCALS(g)                                                                            \
+    __attribute__((unused)) const int64_t n = (g)->n, c = (g)->c, h = (g)->h, w = (g)->w,             \
+                                          kh = (g)->kh, kw = (g)->kw, sh = (g)->sh, sw = (g)->sw,    \
+                                          ph = (g)->ph, pw = (g)->pw, oh = (g)->oh, ow = (g)->ow
+
+/* FC_OK when a pooling geometry is well formed (no window holds only
+ * padding) and (oh, ow) is the output size it implies. */
+static inline int fc_check_pool_geom(const fc_pool_geom *g) {
+    if (g == NULL || g->n < 1 || g->c < 1 || g->h < 1 || g->w < 1 || g->kh < 1 || g->kw < 1 ||
+        g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 || 2 * g->ph > g->kh || 2 * g->pw > g->kw ||
+        g->oh < 1 || g->ow < 1)
+        return FC_ERR_SIZE;
+    if (g->oh != (g->h + 2 * g->ph - g->kh) / g->sh + 1 || g->ow != (g->w + 2 * g->pw - g->kw) / g->sw + 1)
+        return FC_ERR_SIZE;
+    return FC_OK;
+}
+
 /* Valid output ranges of every kernel offset, computed once per call (the
  * same for im2col/col2im and for the pooling kernels, which pass d = 1):
  * ranges[2i], ranges[2i+1] = (lo, hi) of oy for kernel row i, and

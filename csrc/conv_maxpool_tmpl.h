@@ -126,28 +126,31 @@ static void FN(conv_plane)(const REAL *restrict xp, const REAL *restrict wf, REA
     FN(conv_plane_body)(xp, wf, bias, plane, c, fh, fw, sh, sw, dh, dw, oh, s);
 }
 
-/* The geometry both conv_maxpool kernels rely on: a well-formed
- * convolution giving (oh, ow), pooled without padding to (poh, pow_). */
-static int FN(conv_pool_sizes_ok)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
-                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                                  int64_t psw, int64_t poh, int64_t pow_) {
-    return f >= 1 && fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) == FC_OK &&
-           FN(check_pool_sizes)(n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_) == FC_OK;
+/* The geometry every conv_maxpool kernel relies on: a well-formed
+ * convolution (one group) whose (n, f, oh, ow) output is the pool's input,
+ * pooled without padding. */
+static int FN(conv_pool_geom_ok)(const fc_conv_geom *cg, const fc_pool_geom *pg) {
+    return cg != NULL && cg->f >= 1 && cg->groups == 1 &&
+           fc_check_conv_sizes(cg->n, cg->c, cg->h, cg->w, cg->kh, cg->kw, cg->sh, cg->sw, cg->ph, cg->pw,
+                               cg->dh, cg->dw, cg->oh, cg->ow) == FC_OK &&
+           fc_check_pool_geom(pg) == FC_OK && pg->n == cg->n && pg->c == cg->f && pg->h == cg->oh &&
+           pg->w == cg->ow && pg->ph == 0 && pg->pw == 0;
 }
+
+/* The pool's fields under the names the fused kernels use (the
+ * convolution's own stride and output size keep sh, sw, oh, ow). */
+#define FC_POOLED_LOCALS(pg)                                                                       \
+    __attribute__((unused)) const int64_t kh = (pg)->kh, kw = (pg)->kw, psh = (pg)->sh, psw = (pg)->sw, \
+                                          poh = (pg)->oh, pow_ = (pg)->ow
 
 /* out, idx (N, F, PH, PW) <- max pool (kh x kw, stride psh x psw, no padding)
  * of the convolution, which is computed one plane at a time in scratch. */
 int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
-                            REAL *restrict out, int64_t *restrict idx,
-                            int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
-                            int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
-                            int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
-                            int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                            int64_t pow_) {
-    if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
-                                 poh, pow_))
-        return FC_ERR_SIZE;
+                            REAL *restrict out, int64_t *restrict idx, const fc_conv_geom *cg,
+                            const fc_pool_geom *pg) {
+    if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(cg);
+    FC_POOLED_LOCALS(pg);
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     int failed = 0;
 #pragma omp parallel num_threads(fc_threads_for(n * f * oh * ow * c * fh * fw))
@@ -165,8 +168,7 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
             for (int64_t fi = 0; fi < f; ++fi) {
                 FN(conv_plane)(xp, wt + fi * c * fh * fw, b[fi], plane, c, fh, fw, sh, sw, dh, dw, oh, s);
                 const int64_t at = (img * f + fi) * poh * pow_;
-                FN(maxpool_plane)(plane, s.owp, oh, ow, out + at, idx + at, kh, kw, psh, psw, 0, 0,
-                                  poh, pow_);
+                FN(maxpool_plane)(plane, s.owp, out + at, idx + at, pg);
             }
         }
         free(xp);
@@ -275,21 +277,16 @@ static int64_t FN(pooled_grad)(const REAL *restrict table, const REAL *restrict 
 #define FC_FEW_TAP_BLOCKS 2
 int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict d_out,
                                    const REAL *restrict mask, const int64_t *restrict idx, REAL *restrict d_w,
-                                   REAL *restrict d_b,
-                                   int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
-                                   int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
-                                   int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
-                                   int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                                   int64_t pow_, int64_t has_mask) {
-    if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
-                                 poh, pow_))
-        return FC_ERR_SIZE;
+                                   REAL *restrict d_b, const fc_conv_geom *cg, const fc_pool_geom *pg,
+                                   int64_t has_mask) {
+    if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(cg);
+    FC_POOLED_LOCALS(pg);
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
     const int64_t taps = c * fh * fw, pooled = poh * pow_, stride = taps + 1;
     const int64_t nb = (taps + CONV_VEC) / CONV_VEC; /* vector blocks per output's taps and the 1 */
     if (nb > FC_FEW_TAP_BLOCKS)
-        return FN(conv_maxpool_bwd_params_wide)(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw,
-                                                ph, pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_, has_mask);
+        return FN(conv_maxpool_bwd_params_wide)(x, d_out, mask, idx, d_w, d_b, cg, pg, has_mask);
     const int64_t blocks = (n + FC_GRAD_BLOCK - 1) / FC_GRAD_BLOCK;
     double *part = calloc(blocks * f * stride, sizeof(double)); /* per block, per filter: taps, bias */
     if (part == NULL) return FC_ERR_NOMEM;
@@ -341,4 +338,5 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
 #undef FC_GRAD_BLOCK
 #undef FC_FEW_TAP_BLOCKS
 
+#undef FC_POOLED_LOCALS
 #undef CONV_VEC

@@ -181,12 +181,10 @@ static int64_t FN(winner_positions)(const int64_t *restrict ix, int32_t *restric
 #define FC_WIDE_WAVE 64
 static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *restrict d_out,
                                             const REAL *restrict mask, const int64_t *restrict idx,
-                                            REAL *restrict d_w,
-                                            REAL *restrict d_b, int64_t n, int64_t c, int64_t h, int64_t w,
-                                            int64_t f, int64_t fh, int64_t fw, int64_t sh, int64_t sw,
-                                            int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t oh,
-                                            int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
-                                            int64_t poh, int64_t pow_, int64_t has_mask) {
+                                            REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *cg,
+                                            const fc_pool_geom *pg, int64_t has_mask) {
+    FC_CONV_LOCALS(cg);
+    FC_POOLED_LOCALS(pg);
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, ft = f * g.tp;
     const int64_t blocks = (n + FC_WIDE_BLOCK - 1) / FC_WIDE_BLOCK;
@@ -288,14 +286,10 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
  * scratch, which is finally transposed into d_x without its border. */
 int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restrict mask,
                                   const int64_t *restrict idx, const REAL *restrict wt, REAL *restrict d_x,
-                                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
-                                  int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph,
-                                  int64_t pw, int64_t dh, int64_t dw, int64_t oh, int64_t ow,
-                                  int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                                  int64_t pow_, int64_t has_mask) {
-    if (!FN(conv_pool_sizes_ok)(n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw,
-                                 poh, pow_))
-        return FC_ERR_SIZE;
+                                  const fc_conv_geom *cg, const fc_pool_geom *pg, int64_t has_mask) {
+    if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(cg);
+    FC_POOLED_LOCALS(pg);
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);
     const int64_t pooled = poh * pow_, positions = g.uh * g.uw;
     REAL *wperm = fc_alloc_lines(sizeof(REAL) * f * g.tp); /* filter rows, taps (i, j, ch), zero tail */

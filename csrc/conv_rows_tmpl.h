@@ -15,9 +15,10 @@
  */
 
 /* rows (N*UH*UW, C*FH*FW) <- the patches of the outputs the pool reads. */
-int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, int64_t n, int64_t c, int64_t h,
-                  int64_t w, int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                  int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t uh, int64_t uw) {
+int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, const fc_conv_geom *cg, int64_t uh,
+                  int64_t uw) {
+    if (cg == NULL) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(cg);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK || uh < 1 ||
         uw < 1 || uh > oh || uw > ow)
         return FC_ERR_SIZE;
@@ -48,12 +49,12 @@ int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, int64_t n, int64_
  * Window positions are visited in row-major order and a later one wins
  * only if it beats the best so far (larger, or the first NaN), as max_pool2d. */
 int FN(fc_rows_maxpool)(const REAL *restrict y, const REAL *restrict bias, REAL *restrict out,
-                        int64_t *restrict idx, int64_t n, int64_t f, int64_t oh, int64_t ow, int64_t uh,
-                        int64_t uw, int64_t kh, int64_t kw, int64_t psh, int64_t psw, int64_t poh,
-                        int64_t pow_) {
-    if (n < 1 || f < 1 || uh > oh || uw > ow || kh < 1 || kw < 1 || psh < 1 || psw < 1 || poh < 1 ||
-        pow_ < 1 || (poh - 1) * psh + kh > uh || (pow_ - 1) * psw + kw > uw)
-        return FC_ERR_SIZE;
+                        int64_t *restrict idx, const fc_pool_geom *pg, int64_t uh, int64_t uw) {
+    /* the pool reads the GEMM's (N, UH*UW, F) rows: the first (uh, uw) of each (oh, ow) plane */
+    if (fc_check_pool_geom(pg) != FC_OK || pg->ph != 0 || pg->pw != 0) return FC_ERR_SIZE;
+    const int64_t n = pg->n, f = pg->c, oh = pg->h, ow = pg->w;
+    FC_POOLED_LOCALS(pg);
+    if (uh > oh || uw > ow || (poh - 1) * psh + kh > uh || (pow_ - 1) * psw + kw > uw) return FC_ERR_SIZE;
     const int64_t pooled = poh * pow_;
     int failed = 0;
 #pragma omp parallel num_threads(fc_threads_for(n * uh * uw * f))

@@ -6,7 +6,8 @@
  * does not change the function type).
  *
  * Contract shared by every backend: inputs, then outputs (allocated by the
- * Python caller, C-contiguous), then integer sizes.  Kernels validate the sizes
+ * Python caller, C-contiguous), then the geometry record (fc_conv_geom,
+ * fc_pool_geom) or, for plain shapes, integer sizes.  Kernels validate the sizes
  * they rely on and return a status instead of touching memory they were not
  * given; the Python wrapper turns a non-zero status into an exception.
  */
@@ -34,6 +35,15 @@ typedef struct {
     int64_t groups;
 } fc_conv_geom;
 
+/* The geometry of a pooling window: x (n, c, h, w) -> out (n, c, oh, ow),
+ * window (kh, kw), stride (sh, sw), padding (ph, pw).
+ * fastconv._geometry.PoolGeometry is its Python side. */
+typedef struct {
+    int64_t n, c, h, w;
+    int64_t kh, kw, sh, sw, ph, pw;
+    int64_t oh, ow;
+} fc_pool_geom;
+
 void fc_set_num_threads(int n);
 int fc_get_num_threads(void);
 int fc_has_openmp(void);
@@ -46,55 +56,31 @@ int fc_built_level(void);
 int fc_set_blas(void *sgemm, void *dgemm, void *get_threads, void *set_threads, int int64_ints);
 int fc_blas_ready(void);
 
-int fc_im2col_f32(const float *x, float *col,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow);
-int fc_im2col_f64(const double *x, double *col,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow);
-int fc_col2im_f32(const float *col, float *x,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow);
-int fc_col2im_f64(const double *col, double *x,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow);
+int fc_im2col_f32(const float *x, float *col, const fc_conv_geom *g);
+int fc_im2col_f64(const double *x, double *col, const fc_conv_geom *g);
+int fc_col2im_f32(const float *col, float *x, const fc_conv_geom *g);
+int fc_col2im_f64(const double *col, double *x, const fc_conv_geom *g);
 
 /* Pooling (csrc/pool.c).  Index arrays hold, per output, the flat position
  * h*W + w of the winner inside its own (H, W) plane. */
-int fc_maxpool_fwd_f32(const float *x, float *out, int64_t *idx,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_maxpool_fwd_f32(const float *x, float *out, int64_t *idx, const fc_pool_geom *g);
 int fc_maxpool_bwd_f32(const float *d_out, const int64_t *idx, float *d_x,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
 int fc_maxunpool_f32(const float *x, const int64_t *idx, float *out,
                      int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
-int fc_avgpool_fwd_f32(const float *x, float *out,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
-int fc_avgpool_bwd_f32(const float *d_out, float *d_x,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_avgpool_fwd_f32(const float *x, float *out, const fc_pool_geom *g);
+int fc_avgpool_bwd_f32(const float *d_out, float *d_x, const fc_pool_geom *g);
 int fc_adaptive_avgpool_fwd_f32(const float *x, float *out,
                                 int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
 int fc_adaptive_avgpool_bwd_f32(const float *d_out, float *d_x,
                                 int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
-int fc_maxpool_fwd_f64(const double *x, double *out, int64_t *idx,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_maxpool_fwd_f64(const double *x, double *out, int64_t *idx, const fc_pool_geom *g);
 int fc_maxpool_bwd_f64(const double *d_out, const int64_t *idx, double *d_x,
                        int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
 int fc_maxunpool_f64(const double *x, const int64_t *idx, double *out,
                      int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
-int fc_avgpool_fwd_f64(const double *x, double *out,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
-int fc_avgpool_bwd_f64(const double *d_out, double *d_x,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow);
+int fc_avgpool_fwd_f64(const double *x, double *out, const fc_pool_geom *g);
+int fc_avgpool_bwd_f64(const double *d_out, double *d_x, const fc_pool_geom *g);
 int fc_adaptive_avgpool_fwd_f64(const double *x, double *out,
                                 int64_t n, int64_t c, int64_t h, int64_t w, int64_t oh, int64_t ow);
 int fc_adaptive_avgpool_bwd_f64(const double *d_out, double *d_x,
@@ -121,51 +107,29 @@ int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean
  * has_mask, d_out counts only where mask > 0 (mask: the output of a ReLU
  * after the pool); mask is not read otherwise. */
 int fc_conv_maxpool_fwd_f32(const float *x, const float *wt, const float *b, float *out, int64_t *idx,
-                          int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh, int64_t fw,
-                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                          int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
-                          int64_t poh, int64_t pow_);
-int fc_conv_maxpool_bwd_params_f32(const float *x, const float *d_out, const float *mask, const int64_t *idx, float *d_w,
-                                  float *d_b, int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
-                                  int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                  int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
-                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
+                            const fc_conv_geom *cg, const fc_pool_geom *pg);
+int fc_conv_maxpool_bwd_params_f32(const float *x, const float *d_out, const float *mask, const int64_t *idx,
+                                   float *d_w, float *d_b, const fc_conv_geom *cg, const fc_pool_geom *pg,
+                                   int64_t has_mask);
 int fc_conv_maxpool_fwd_f64(const double *x, const double *wt, const double *b, double *out, int64_t *idx,
-                          int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh, int64_t fw,
-                          int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                          int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh, int64_t psw,
-                          int64_t poh, int64_t pow_);
-int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const double *mask, const int64_t *idx, double *d_w,
-                                  double *d_b, int64_t n, int64_t c, int64_t h, int64_t w, int64_t f,
-                                  int64_t fh, int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                  int64_t dh, int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
-                                  int64_t psh, int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
+                            const fc_conv_geom *cg, const fc_pool_geom *pg);
+int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const double *mask, const int64_t *idx,
+                                   double *d_w, double *d_b, const fc_conv_geom *cg, const fc_pool_geom *pg,
+                                   int64_t has_mask);
 /* The input gradient of conv_maxpool, from the pooled gradient and indices
  * alone (csrc/conv_pool_grad_tmpl.h); any tap count. */
-int fc_conv_maxpool_bwd_input_f32(const float *d_out, const float *mask, const int64_t *idx, const float *wt, float *d_x,
-                                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
-                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                                  int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
-int fc_conv_maxpool_bwd_input_f64(const double *d_out, const double *mask, const int64_t *idx, const double *wt, double *d_x,
-                                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t f, int64_t fh,
-                                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                                  int64_t dw, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t psh,
-                                  int64_t psw, int64_t poh, int64_t pow_, int64_t has_mask);
+int fc_conv_maxpool_bwd_input_f32(const float *d_out, const float *mask, const int64_t *idx, const float *wt,
+                                  float *d_x, const fc_conv_geom *cg, const fc_pool_geom *pg, int64_t has_mask);
+int fc_conv_maxpool_bwd_input_f64(const double *d_out, const double *mask, const int64_t *idx, const double *wt,
+                                  double *d_x, const fc_conv_geom *cg, const fc_pool_geom *pg, int64_t has_mask);
 /* Forward of a many-tap convolution + max pool as im2row, a GEMM (in
  * Python) and a pool over its (position, filter) rows (csrc/conv_rows_tmpl.h). */
-int fc_im2row_f32(const float *x, float *rows, int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
-                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow, int64_t uh, int64_t uw);
-int fc_im2row_f64(const double *x, double *rows, int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh,
-                  int64_t fw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow, int64_t uh, int64_t uw);
-int fc_rows_maxpool_f32(const float *y, const float *bias, float *out, int64_t *idx, int64_t n, int64_t f,
-                        int64_t oh, int64_t ow, int64_t uh, int64_t uw, int64_t kh, int64_t kw, int64_t psh,
-                        int64_t psw, int64_t poh, int64_t pow_);
-int fc_rows_maxpool_f64(const double *y, const double *bias, double *out, int64_t *idx, int64_t n, int64_t f,
-                        int64_t oh, int64_t ow, int64_t uh, int64_t uw, int64_t kh, int64_t kw, int64_t psh,
-                        int64_t psw, int64_t poh, int64_t pow_);
+int fc_im2row_f32(const float *x, float *rows, const fc_conv_geom *cg, int64_t uh, int64_t uw);
+int fc_im2row_f64(const double *x, double *rows, const fc_conv_geom *cg, int64_t uh, int64_t uw);
+int fc_rows_maxpool_f32(const float *y, const float *bias, float *out, int64_t *idx, const fc_pool_geom *pg,
+                        int64_t uh, int64_t uw);
+int fc_rows_maxpool_f64(const double *y, const double *bias, double *out, int64_t *idx, const fc_pool_geom *pg,
+                        int64_t uh, int64_t uw);
 /* Convolution as implicit GEMM (csrc/conv_gemm.c): column tiles built in
  * cache, one BLAS GEMM per (image, tile), output NCHW.  b, d_x and d_b may be
  * NULL (no bias / no input or bias gradient). */

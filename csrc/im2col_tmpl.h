@@ -13,10 +13,8 @@
 /* Elements in one 64-byte vector block. */
 #define VEC ((int64_t)(64 / sizeof(REAL)))
 
-int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow) {
+int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col, const fc_conv_geom *g) {
+    FC_CONV_LOCALS(g);
     int status = fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
     int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
@@ -74,10 +72,8 @@ int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col,
     return FC_OK;
 }
 
-int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x,
-                  int64_t n, int64_t c, int64_t h, int64_t w, int64_t fh, int64_t fw,
-                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                  int64_t oh, int64_t ow) {
+int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x, const fc_conv_geom *g) {
+    FC_CONV_LOCALS(g);
     int status = fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);
     if (status != FC_OK) return status;
     int64_t *ranges = fc_window_ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow);

@@ -9,16 +9,6 @@
 #define POOL_CHUNK 8
 #endif
 
-static int FN(check_pool_sizes)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh,
-                                int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                int64_t oh, int64_t ow) {
-    if (n < 1 || c < 1 || h < 1 || w < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 ||
-        pw < 0 || 2 * ph > kh || 2 * pw > kw || oh < 1 || ow < 1)
-        return FC_ERR_SIZE;
-    if (oh != (h + 2 * ph - kh) / sh + 1 || ow != (w + 2 * pw - kw) / sw + 1) return FC_ERR_SIZE;
-    return FC_OK;
-}
-
 /* True when v beats the current best: larger, or the first NaN (NaN
  * propagates; the first NaN in window order wins, a policy of fastconv --
  * PyTorch keeps the last); ties keep the earlier element. */
@@ -67,11 +57,10 @@ static inline void FN(pool22_short)(const REAL *restrict plane, int64_t ld, int6
     }
 }
 
-/* Pool one plane into o / ix (each OH x OW, dense). */
-static inline void FN(maxpool_plane)(const REAL *restrict plane, int64_t ld, int64_t h, int64_t w,
-                                     REAL *restrict o, int64_t *restrict ix, int64_t kh, int64_t kw,
-                                     int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh,
-                                     int64_t ow) {
+/* Pool one (g->h, g->w) plane into o / ix (each OH x OW, dense). */
+static inline void FN(maxpool_plane)(const REAL *restrict plane, int64_t ld, REAL *restrict o,
+                                     int64_t *restrict ix, const fc_pool_geom *g) {
+    FC_POOL_LOCALS(g);
     if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) {
         for (int64_t oy = 0; oy < oh; ++oy) {
             REAL *orow = o + oy * ow;

@@ -6,14 +6,13 @@
 #include "maxpool_plane_tmpl.h"
 
 int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *restrict idx,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
-    int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+                       const fc_pool_geom *g) {
+    int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
+    FC_POOL_LOCALS(g);
 #pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p)
-        FN(maxpool_plane)(x + p * h * w, w, h, w, out + p * oh * ow, idx + p * oh * ow, kh, kw, sh, sw,
-                          ph, pw, oh, ow);
+        FN(maxpool_plane)(x + p * h * w, w, out + p * oh * ow, idx + p * oh * ow, g);
     return FC_OK;
 }
 
@@ -54,11 +53,10 @@ int FN(fc_maxunpool)(const REAL *restrict x, const int64_t *restrict idx, REAL *
 /* Average pooling walks the window offsets (i, j) and, for each, adds a
  * shifted (strided) copy of the input rows into the output rows: the inner
  * loop runs over ox without bounds tests, as in col2im (fc_window_ranges). */
-int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
-    int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out, const fc_pool_geom *g) {
+    int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
+    FC_POOL_LOCALS(g);
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw)); /* zero padding counts in the divisor */
@@ -83,11 +81,10 @@ int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out,
     return FC_OK;
 }
 
-int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x,
-                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
-                       int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh, int64_t ow) {
-    int status = FN(check_pool_sizes)(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow);
+int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x, const fc_pool_geom *g) {
+    int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
+    FC_POOL_LOCALS(g);
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
     const REAL scale = (REAL)(1.0 / (double)(kh * kw));

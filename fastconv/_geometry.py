@@ -1,9 +1,11 @@
 """Geometry records passed to the kernels as one value.
 
-``ConvGeometry`` is the Python side of csrc/fastconv.h's ``fc_conv_geom``:
-the same fields in the same order (tests/test_conv_gemm.py checks it), so the
-C backend passes it as that struct and the NumPy and Numba backends' Python
-drivers read it by name.
+Each record is the Python side of a struct in csrc/fastconv.h: the same
+fields in the same order (tests/test_contract.py checks it), so the C backend
+passes it as that struct, Numba receives it as a named tuple of int64 and the
+NumPy reference reads it by name.  The functions that build them (with the
+argument checks) are ``functional.im2col.conv_geometry`` and
+``functional.pooling.pool_geometry``.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import NamedTuple
 
 
 class ConvGeometry(NamedTuple):
-    """x (n, c, h, w); weights (f, c // groups, kh, kw); out (n, f, oh, ow)."""
+    """``fc_conv_geom``: x (n, c, h, w); weights (f, c // groups, kh, kw);
+    out (n, f, oh, ow).  im2col/col2im read all but f and groups."""
 
     n: int
     c: int
@@ -30,8 +33,24 @@ class ConvGeometry(NamedTuple):
     ow: int
     groups: int
 
-    def im2col_sizes(self, images: int) -> tuple:
-        """The trailing integer arguments of the im2col/col2im kernels for
-        ``images`` images of this geometry."""
-        return (images, self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw,
-                self.dh, self.dw, self.oh, self.ow)
+
+class PoolGeometry(NamedTuple):
+    """``fc_pool_geom``: a (kh, kw) window with stride (sh, sw) and padding
+    (ph, pw) over x (n, c, h, w), giving (n, c, oh, ow)."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    ph: int
+    pw: int
+    oh: int
+    ow: int
+
+
+# C struct of each record, for the C backend and the contract test.
+C_STRUCTS = {ConvGeometry: "fc_conv_geom", PoolGeometry: "fc_pool_geom"}

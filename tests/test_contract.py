@@ -9,6 +9,7 @@ import pytest
 
 from fastconv import functional as F
 from fastconv._build_cffi import read_cdef
+from fastconv._geometry import C_STRUCTS
 from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load
 from fastconv.functional import conv as conv_module
 
@@ -49,6 +50,17 @@ def test_every_backend_offers_every_kernel_with_the_contracts_parameters(backend
         assert _parameters(fn) == KERNELS[kernel], f"{backend}.{kernel} parameters differ from fc_{kernel}"
 
 
+@pytest.mark.parametrize("record", sorted(C_STRUCTS, key=lambda r: r.__name__))
+def test_each_geometry_record_is_its_c_struct(record):
+    """One contract per record: the Python fields are the C struct's, in order
+    (the C backend passes a record's fields by name, the others by position)."""
+    try:
+        c = load("c")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    assert [name for name, _ in c.ffi.typeof(C_STRUCTS[record]).fields] == list(record._fields)
+
+
 def test_the_contract_is_not_empty():
     assert {"im2col", "col2im", "maxpool_fwd", "bn_stats", "sgd_update", "im2row", "rows_maxpool"} <= set(KERNELS)
 
@@ -64,9 +76,9 @@ def test_the_reference_rows_path_equals_the_reference_direct_path(dtype, c, pool
     b = rng.standard_normal(5).astype(dtype)
     geo = dict(stride=1, padding=1, dilation=1, pool_size=pool, pool_stride=pool_stride)
     want_out, want_idx = F.conv2d_maxpool(x, w, b, **geo, backend="numpy")
-    sizes = conv_module._sizes(x.shape, w.shape, 1, 1, 1, pool, pool_stride)
+    cg, pg = conv_module._geometries(x.shape, w.shape, 1, 1, 1, pool, pool_stride)
     out, idx = np.empty_like(want_out), np.empty_like(want_idx)
-    conv_module._gemm_conv_maxpool(load("numpy"), x, w, b, out, idx, sizes)
+    conv_module._gemm_conv_maxpool(load("numpy"), x, w, b, out, idx, cg, pg)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out, want_out, **tol)
     np.testing.assert_array_equal(idx, want_idx)

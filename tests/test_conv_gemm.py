@@ -140,12 +140,6 @@ def test_numpys_blas_is_found_and_attached():
     assert c.BLAS_PATH is not None and c.lib.fc_blas_ready()
 
 
-def test_conv_geometry_is_the_c_struct():
-    """One contract: ConvGeometry's fields are fc_conv_geom's, in order."""
-    c = _c()
-    assert [name for name, _ in c.ffi.typeof("fc_conv_geom").fields] == list(ConvGeometry._fields)
-
-
 def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads():
     _c()
     rng = np.random.default_rng(5)

@@ -69,12 +69,16 @@ def test_c_kernel_rejects_inconsistent_sizes():
     """The C layer checks sizes itself, so a wrong call is an error, not a crash."""
     if "c" not in fastconv.available_backends():
         pytest.skip("C backend not built")
+    from fastconv._geometry import ConvGeometry, PoolGeometry
     from fastconv.backends import c_backend
 
     x = np.zeros((1, 1, 4, 4))
     col = np.zeros((4, 9))
     with pytest.raises(ValueError, match="fc_im2col: a size argument"):
-        c_backend.im2col(x, col, 1, 1, 4, 4, 2, 2, 1, 1, 0, 0, 1, 1, 5, 5)  # OH/OW wrong
+        c_backend.im2col(x, col, ConvGeometry(1, 1, 4, 4, 1, 2, 2, 1, 1, 0, 0, 1, 1, 5, 5, 1))  # OH/OW wrong
+    out, idx = np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int64)
+    with pytest.raises(ValueError, match="fc_maxpool_fwd: a size argument"):
+        c_backend.maxpool_fwd(x, out, idx, PoolGeometry(1, 1, 4, 4, 2, 2, 2, 2, 0, 0, 3, 2))  # OH wrong
 
 
 def test_bad_out_buffer(backend):

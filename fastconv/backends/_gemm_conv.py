@@ -25,7 +25,7 @@ def make_conv2d_kernels(im2col, col2im):
 
     def columns(x, g, n0, n1):
         col = np.empty((g.c * g.kh * g.kw, (n1 - n0) * g.oh * g.ow), dtype=x.dtype)
-        im2col(x[n0:n1], col, *g.im2col_sizes(n1 - n0))
+        im2col(x[n0:n1], col, g._replace(n=n1 - n0))
         return col.reshape(g.groups, -1, col.shape[1])  # group k's channels: a row block
 
     def conv2d_fwd(x, wt, b, out, g):
@@ -58,7 +58,7 @@ def make_conv2d_kernels(im2col, col2im):
                 d_w_g += grad_w
             if d_x is not None:
                 d_col = np.matmul(w_t, d_y).reshape(-1, d_y.shape[2])
-                col2im(d_col, d_x[n0:n1], *g.im2col_sizes(n1 - n0))
+                col2im(d_col, d_x[n0:n1], g._replace(n=n1 - n0))
         if d_b is not None:
             d_b[...] = sum_b
 

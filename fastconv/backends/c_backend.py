@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .. import _blas_symbols
-from .._geometry import ConvGeometry
+from .._geometry import C_STRUCTS
 from . import _gemm_conv
 
 ENV_ISA = "FASTCONV_C_ISA"
@@ -95,16 +95,16 @@ def has_openmp() -> bool:
 
 
 def _c_value(value):
-    if isinstance(value, ConvGeometry):
-        return ffi.new("fc_conv_geom *", value._asdict())
-    return value
+    """A geometry record as a pointer to its C struct; a size as itself."""
+    struct = C_STRUCTS.get(type(value))
+    return value if struct is None else ffi.new(f"{struct} *", value._asdict())
 
 
 def _kernel(name: str):
     variants = {dt: getattr(lib, f"fc_{name}_{sfx}") for dt, sfx in _SUFFIX.items()}
 
     def call(*args):
-        # arrays (None for an optional one: NULL) first, then sizes or a geometry record
+        # arrays (None for an optional one: NULL) first, then geometry records or sizes
         split = next((i for i, a in enumerate(args) if a is not None and not isinstance(a, np.ndarray)), len(args))
         arrays, sizes = args[:split], args[split:]
         fn = variants[next(a for a in arrays if a is not None).dtype]

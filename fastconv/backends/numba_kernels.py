@@ -68,7 +68,8 @@ def _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 @njit
-def im2col(x, col, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+def im2col(x, col, g):
+    n, c, h, w, _f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = g
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     xf = x.reshape(-1)
     colf = col.reshape(-1)
@@ -117,7 +118,8 @@ def im2col(x, col, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 @njit
-def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+def col2im(col, x, g):
+    n, c, h, w, _f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = g
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     colf = col.reshape(-1)
     xf = x.reshape(-1)
@@ -167,7 +169,8 @@ def _beats_nb(v, best):
 
 
 @njit
-def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def maxpool_fwd(x, out, idx, g):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     xf = x.reshape(-1)
     of = out.reshape(-1)
     jf = idx.reshape(-1)
@@ -279,7 +282,8 @@ def _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
 
 
 @njit
-def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def avgpool_fwd(x, out, g):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     # Walk the window offsets (i, j); each adds a shifted, strided copy of the
     # input rows into the output rows (inner loops without bounds tests).
     r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
@@ -304,7 +308,8 @@ def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
 
 
 @njit
-def avgpool_bwd(d_out, d_x, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def avgpool_bwd(d_out, d_x, g):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
     gf = d_out.reshape(-1)
     df = d_x.reshape(-1)
@@ -473,8 +478,8 @@ def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
 
 
 @njit
-def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow,
-                     kh, kw, psh, psw, poh, pow_):
+def conv_maxpool_fwd(x, wt, b, out, idx, cg, pg):
+    n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     xf = x.reshape(-1)
     conv = np.empty((n, f, oh, ow), dtype=x.dtype)
@@ -498,14 +503,15 @@ def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, 
                         s = uint64(((img * c + ch) * h + oy * sh + i * dh - ph) * w + j * dw - pw + lo * sw)
                         for k in range(uint64(hi - lo)):
                             cf[d + k] += wv * xf[s + k * usw]
-    _maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
+    _maxpool_fwd(conv, out, idx, pg)
 
 
 @njit
-def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
+def im2row(x, rows, cg, uh, uw):
     """rows (N*UH*UW, C*FH*FW) <- the patches of the outputs (UH, UW) a pool
     reads, taps ordered (i, j, ch), from a zero-padded (HP, WP, C) copy of
     each image (see csrc/conv_rows_tmpl.h)."""
+    n, c, h, w, _f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
     taps = c * fh * fw
     hp, wp = h + 2 * ph, w + 2 * pw
     rf = rows.reshape(-1)
@@ -529,9 +535,10 @@ def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
 
 
 @njit
-def rows_maxpool(y, bias, out, idx, n, f, oh, ow, uh, uw, kh, kw, psh, psw, poh, pow_):
+def rows_maxpool(y, bias, out, idx, pg, uh, uw):
     """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
     GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output (as C)."""
+    n, f, oh, ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
     yf = y.reshape(-1)
     for img in prange(n):
         best = np.empty(f, dtype=y.dtype)
@@ -578,13 +585,14 @@ def _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_):
 
 
 @njit
-def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                            oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
+def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, cg, pg, has_mask):
     """Only the winners received gradient: each pooled element adds
     g * (the taps under its winner, and a 1 for the bias), read from the
     image's patch table (im2col transposed).  A task is a fixed block of
     images with its own partial sums, added in block order: the result does
     not depend on the thread count (as the C kernel)."""
+    n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
+    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     taps = c * fh * fw
     tp = taps + 1
@@ -644,14 +652,15 @@ def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw
 
 
 @njit
-def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                           oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
+def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
     """Only the winners received gradient: each pooled element adds g * (its
     filter's weights) onto the input patch its winner read.  Per image (so the
     result does not depend on the thread count), as the C kernel: winners
     bucketed by output position, each patch's gradient summed once with the
     weights permuted to (i, j, ch) order, then added onto a zero-padded
     (HP, WP, C) copy of the image, whose interior is d_x."""
+    n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
+    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
     taps = c * fh * fw
     uh, uw = _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_)
     positions = uh * uw

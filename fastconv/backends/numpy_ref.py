@@ -2,7 +2,8 @@
 fast kernel is tested against.  It stays forever.
 
 Same contract as the other backends: inputs, then preallocated outputs, then
-integer sizes; each function only fills its outputs.
+the geometry record (fastconv._geometry) or integer sizes; each function only
+fills its outputs.
 """
 from __future__ import annotations
 
@@ -19,8 +20,15 @@ def _window(start: int, count: int, step: int) -> slice:
     return slice(start, start + step * (count - 1) + 1, step)
 
 
-def im2col(x, col, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+def _conv_sizes(g):
+    """A ConvGeometry's fields as the kernels name them (the filter is fh x fw)."""
+    n, c, h, w, _f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = g
+    return n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow
+
+
+def im2col(x, col, g):
     """col[(c*FH + i)*FW + j, (n*OH + oh)*OW + ow] = x_pad[n, c, oh*sh + i*dh, ow*sw + j*dw]."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(g)
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     col6 = col.reshape(c, fh, fw, n, oh, ow)
     for i in range(fh):
@@ -29,8 +37,9 @@ def im2col(x, col, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
             col6[:, i, j] = patch.transpose(1, 0, 2, 3)  # (N, C, ..) -> (C, N, ..)
 
 
-def col2im(col, x, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
+def col2im(col, x, g):
     """Adjoint of im2col: add every column entry back where it came from."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(g)
     x_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     col6 = col.reshape(c, fh, fw, n, oh, ow)
     for i in range(fh):
@@ -58,9 +67,10 @@ def _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
 CONV_MAXPOOL_VIA_ROWS = False
 
 
-def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
+def im2row(x, rows, cg, uh, uw):
     """rows (N*UH*UW, C*FH*FW) <- the patch of each output (oy < UH, ox < UW),
     taps ordered (i, j, ch) (the layout the fast backends' GEMM reads)."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(cg)
     x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     out = rows.reshape(n, uh, uw, fh, fw, c)
     for i in range(fh):
@@ -69,10 +79,11 @@ def im2row(x, rows, n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw):
             out[:, :, :, i, j, :] = patch.transpose(0, 2, 3, 1)
 
 
-def rows_maxpool(y, bias, out, idx, n, f, oh, ow, uh, uw, kh, kw, psh, psw, poh, pow_):
+def rows_maxpool(y, bias, out, idx, pg, uh, uw):
     """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
     GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output; ties to the
     first, NaN to the first NaN (as max_pool2d)."""
+    n, f, oh, ow, kh, kw, psh, psw, _, _, poh, pow_ = pg
     conv = (y.reshape(n, uh, uw, f) + bias).transpose(0, 3, 1, 2)
     best = at = None
     for i in range(kh):
@@ -88,14 +99,15 @@ def rows_maxpool(y, bias, out, idx, n, f, oh, ow, uh, uw, kh, kw, psh, psw, poh,
     idx[...] = at
 
 
-def conv_maxpool_fwd(x, wt, b, out, idx, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow,
-                     kh, kw, psh, psw, poh, pow_):
+def conv_maxpool_fwd(x, wt, b, out, idx, cg, pg):
     """The definition: the convolution (tap by tap), then max pool (no padding)."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(cg)
+    f = cg.f
     conv = np.empty((n, f, oh, ow), dtype=x.dtype)
     conv[...] = b[None, :, None, None]
     for i, j, patch in _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
         conv += np.tensordot(wt[:, :, i, j], patch, axes=([1], [1])).transpose(1, 0, 2, 3)
-    maxpool_fwd(conv, out, idx, n, f, oh, ow, kh, kw, psh, psw, 0, 0, poh, pow_)
+    maxpool_fwd(conv, out, idx, pg)
 
 
 def _relu_masked(d_out, mask, has_mask):
@@ -103,10 +115,11 @@ def _relu_masked(d_out, mask, has_mask):
     return np.where(mask > 0, d_out, d_out.dtype.type(0)) if has_mask else d_out
 
 
-def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                            oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
+def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, cg, pg, has_mask):
     """Route the pooled gradient to the winners (max pool backward), then the
     convolution's weight and bias gradients: per tap, a sum over N, OH, OW."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(cg)
+    f, kh, kw, psh, psw, poh, pow_ = cg.f, pg.kh, pg.kw, pg.sh, pg.sw, pg.oh, pg.ow
     _check_windows(idx, oh, ow, kh, kw, psh, psw)
     d_out = _relu_masked(d_out, mask, has_mask)
     d_conv = np.empty((n, f, oh, ow), dtype=x.dtype)
@@ -116,11 +129,12 @@ def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, n, c, h, w, f, fh, fw
         d_w[:, :, i, j] = np.tensordot(d_conv, patch, axes=([0, 2, 3], [0, 2, 3]))
 
 
-def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw,
-                           oh, ow, kh, kw, psh, psw, poh, pow_, has_mask):
+def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
     """Route the pooled gradient to the winners, then the convolution's input
     gradient: per tap, the filters' weights times d_conv, added onto the
     padded input where that tap read it."""
+    n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow = _conv_sizes(cg)
+    f, kh, kw, psh, psw, poh, pow_ = cg.f, pg.kh, pg.kw, pg.sh, pg.sw, pg.oh, pg.ow
     _check_windows(idx, oh, ow, kh, kw, psh, psw)
     d_out = _relu_masked(d_out, mask, has_mask)
     d_conv = np.empty((n, f, oh, ow), dtype=d_out.dtype)
@@ -149,10 +163,11 @@ def _pool_offsets(kh, kw):
     return [(i, j) for i in range(kh) for j in range(kw)]
 
 
-def maxpool_fwd(x, out, idx, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def maxpool_fwd(x, out, idx, g):
     """Max over each window; idx = h*W + w of the winner in its plane.
     Padding never wins (it is -inf); ties keep the first element in row-major
     window order; NaN beats everything (the first NaN is kept)."""
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     best = np.empty((n, c, oh, ow), dtype=x.dtype)
     found = np.zeros((n, c, oh, ow), dtype=bool)
     oy = np.arange(oh)[:, None] * sh - ph  # window top-left, (OH, 1)
@@ -200,12 +215,14 @@ def _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow):
     return win[:, :, ::sh, ::sw][:, :, :oh, :ow]
 
 
-def avgpool_fwd(x, out, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def avgpool_fwd(x, out, g):
     """Mean over each window, zero padding counted in the divisor."""
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     out[...] = _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow).mean(axis=(4, 5))
 
 
-def avgpool_bwd(d_out, d_x, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+def avgpool_bwd(d_out, d_x, g):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
     grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d_x.dtype)
     share = d_out / (kh * kw)
     for i, j in _pool_offsets(kh, kw):

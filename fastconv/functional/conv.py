@@ -20,8 +20,8 @@ import contextlib
 import numpy as np
 
 from .. import _checks, backends
-from .im2col import _conv_geometry
-from .pooling import _pool_geometry
+from .im2col import conv_geometry
+from .pooling import pool_geometry
 
 
 # C*KH*KW up to which conv2d_maxpool computes the convolution directly (the
@@ -32,17 +32,18 @@ DIRECT_MAX_TAPS = 25
 MAX_ROW_BYTES = 16 * 2**20
 
 
-def _sizes(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
+def _geometries(x_shape, w_shape, stride, padding, dilation, pool_size, pool_stride):
+    """(ConvGeometry, PoolGeometry) of the convolution and of the pool over its output."""
     f, c, fh, fw = w_shape
     if c != x_shape[1]:
         raise ValueError(
             f"weights of shape {tuple(w_shape)} expect {c} input channels, but x has shape "
             f"{tuple(x_shape)}; weights must be (F, C, KH, KW) with C = x.shape[1] (groups=1)"
         )
-    n, c, h, w, fh, fw, *conv, oh, ow = _conv_geometry(x_shape, fh, fw, stride, padding, dilation)
-    *_, kh, kw, psh, psw, _, _, poh, pow_ = _pool_geometry((n, f, oh, ow), pool_size, pool_stride, 0)
-    _checks.within_index_range("the convolution's multiply-adds", n, f, c, fh, fw, oh, ow)
-    return (n, c, h, w, f, fh, fw, *conv, oh, ow, kh, kw, psh, psw, poh, pow_)
+    cg = conv_geometry(x_shape, fh, fw, stride, padding, dilation, f=f)
+    pg = pool_geometry((cg.n, f, cg.oh, cg.ow), pool_size, pool_stride, 0)
+    _checks.within_index_range("the convolution's multiply-adds", cg.n, f, c, fh, fw, cg.oh, cg.ow)
+    return cg, pg
 
 
 def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_size=2,
@@ -58,8 +59,8 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
     weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
     _checks.same_dtype(x, weights, "x", "weights")
-    sizes = _sizes(x.shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
-    n, f, poh, pow_ = sizes[0], sizes[4], sizes[-2], sizes[-1]
+    cg, pg = _geometries(x.shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
+    n, f, poh, pow_ = pg.n, pg.c, pg.oh, pg.ow
     if bias is None:
         bias = np.zeros(f, dtype=x.dtype)
     bias = _checks.float_array(bias, "bias", ndim=1, layout="(F,)")
@@ -69,23 +70,22 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     out = np.empty((n, f, poh, pow_), dtype=x.dtype)
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
     kernels = backends.resolve(backend)
-    c, fh, fw = sizes[1], sizes[5], sizes[6]
-    if c * fh * fw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS:
-        _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes)
+    if cg.c * cg.kh * cg.kw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS:
+        _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, cg, pg)
     else:
-        kernels.conv_maxpool_fwd(x, weights, bias, out, indices, *sizes)
+        kernels.conv_maxpool_fwd(x, weights, bias, out, indices, cg, pg)
     if relu:
         np.maximum(out, out.dtype.type(0), out=out)
     return out, indices
 
 
-def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
+def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, cg, pg):
     """conv2d_maxpool for many taps: per chunk of images, im2row (only the
     outputs the pool reads), one GEMM with the weights in the rows' tap order
     (i, j, ch), then the pool over the GEMM's (position, filter) rows."""
-    n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, kh, kw, psh, psw, poh, pow_ = sizes
-    uh, uw = min(oh, (poh - 1) * psh + kh), min(ow, (pow_ - 1) * psw + kw)
-    taps = c * fh * fw
+    n, f = cg.n, cg.f
+    uh, uw = min(cg.oh, (pg.oh - 1) * pg.sh + pg.kh), min(cg.ow, (pg.ow - 1) * pg.sw + pg.kw)
+    taps = cg.c * cg.kh * cg.kw
     # (taps, F), taps ordered (i, j, ch) as the rows; contiguous: OpenBLAS ran
     # this GEMM ~10 % faster than with a transposed view of (F, taps)
     w_taps = np.ascontiguousarray(weights.transpose(2, 3, 1, 0)).reshape(taps, f)
@@ -95,10 +95,9 @@ def _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, sizes):
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
         m = (n1 - n0) * uh * uw
-        kernels.im2row(x[n0:n1], rows[:m], n1 - n0, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, uh, uw)
+        kernels.im2row(x[n0:n1], rows[:m], cg._replace(n=n1 - n0), uh, uw)
         np.matmul(rows[:m], w_taps, out=y[:m])
-        kernels.rows_maxpool(y[:m], bias, out[n0:n1], indices[n0:n1], n1 - n0, f, oh, ow, uh, uw, kh, kw,
-                             psh, psw, poh, pow_)
+        kernels.rows_maxpool(y[:m], bias, out[n0:n1], indices[n0:n1], pg._replace(n=n1 - n0), uh, uw)
 
 
 def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, padding=0, dilation=1,
@@ -113,12 +112,12 @@ def conv2d_maxpool_backward_params(x, d_out, indices, weights_shape, stride=1, p
     d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, F, PH, PW)")
     _checks.same_dtype(x, d_out, "x", "d_out")
     w_shape = _checks.shape4(weights_shape, "weights_shape")
-    sizes = _sizes(x.shape, w_shape, stride, padding, dilation, pool_size, pool_stride)
-    indices, mask = _gradient_inputs(d_out, indices, relu_out, sizes)
+    cg, pg = _geometries(x.shape, w_shape, stride, padding, dilation, pool_size, pool_stride)
+    indices, mask = _gradient_inputs(d_out, indices, relu_out, pg)
     d_w = np.empty(w_shape, dtype=x.dtype)
     d_b = np.empty(w_shape[0], dtype=x.dtype)
     with _index_errors():
-        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, mask, indices, d_w, d_b, *sizes,
+        backends.resolve(backend).conv_maxpool_bwd_params(x, d_out, mask, indices, d_w, d_b, cg, pg,
                                                           int(relu_out is not None))
     return d_w, d_b
 
@@ -134,11 +133,11 @@ def conv2d_maxpool_backward_input(d_out, indices, weights, x_shape, stride=1, pa
     weights = _checks.float_array(weights, "weights", ndim=4, layout="(F, C, KH, KW)")
     _checks.same_dtype(d_out, weights, "d_out", "weights")
     x_shape = _checks.shape4(x_shape, "x_shape")
-    sizes = _sizes(x_shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
-    indices, mask = _gradient_inputs(d_out, indices, relu_out, sizes)
+    cg, pg = _geometries(x_shape, weights.shape, stride, padding, dilation, pool_size, pool_stride)
+    indices, mask = _gradient_inputs(d_out, indices, relu_out, pg)
     d_x = np.empty(x_shape, dtype=d_out.dtype)
     with _index_errors():
-        backends.resolve(backend).conv_maxpool_bwd_input(d_out, mask, indices, weights, d_x, *sizes,
+        backends.resolve(backend).conv_maxpool_bwd_input(d_out, mask, indices, weights, d_x, cg, pg,
                                                          int(relu_out is not None))
     return d_x
 
@@ -156,10 +155,10 @@ def _relu_mask(relu_out, d_out):
     return np.ascontiguousarray(relu_out)
 
 
-def _gradient_inputs(d_out, indices, relu_out, sizes):
+def _gradient_inputs(d_out, indices, relu_out, pg):
     """What both backward functions check of their pooled inputs: d_out's
     shape, the indices, relu_out.  Returns (indices, mask) for the kernels."""
-    pooled_shape = (sizes[0], sizes[4], sizes[-2], sizes[-1])
+    pooled_shape = (pg.n, pg.c, pg.oh, pg.ow)
     if d_out.shape != pooled_shape:
         raise ValueError(f"d_out has shape {d_out.shape}, but conv2d_maxpool's output is {pooled_shape}")
     return _checked_indices(indices, pooled_shape), _relu_mask(relu_out, d_out)

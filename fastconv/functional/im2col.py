@@ -8,9 +8,13 @@ so a convolution is ``W.reshape(F, C*FH*FW) @ col`` with result columns in
 from __future__ import annotations
 
 from .. import _checks, backends
+from .._geometry import ConvGeometry
 
 
-def _conv_geometry(x_shape, fh, fw, stride, padding, dilation):
+def conv_geometry(x_shape, fh, fw, stride, padding, dilation, f=1, groups=1) -> ConvGeometry:
+    """The checked geometry record of a (fh, fw) window over x_shape: every
+    convolution-shaped kernel (im2col, conv2d, conv2d_maxpool) gets one.  f and
+    groups: the filters, for the convolution kernels (im2col ignores them)."""
     fh = _checks.positive_int(fh, "FH (kernel height)")
     fw = _checks.positive_int(fw, "FW (kernel width)")
     stride = _checks.int_pair(stride, "stride")
@@ -20,7 +24,7 @@ def _conv_geometry(x_shape, fh, fw, stride, padding, dilation):
     oh, ow = _checks.conv_output_size(h, w, fh, fw, stride, padding, dilation)
     _checks.within_index_range("the column matrix (C*FH*FW, N*OH*OW)", c, fh, fw, n, oh, ow)
     _checks.within_index_range("the padded input", n, c, h + 2 * padding[0], w + 2 * padding[1])
-    return (n, c, h, w, fh, fw, *stride, *padding, *dilation, oh, ow)
+    return ConvGeometry(n, c, h, w, f, fh, fw, *stride, *padding, *dilation, oh, ow, groups)
 
 
 def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, out=None, backend=None):
@@ -31,11 +35,10 @@ def im2col(x, FH, FW, stride=1, padding=0, dilation=1, *, out=None, backend=None
     result (C-contiguous, right shape and dtype), reused instead of allocating.
     """
     x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
-    sizes = _conv_geometry(x.shape, FH, FW, stride, padding, dilation)
-    n, c, _, _, fh, fw, *_, oh, ow = sizes
-    shape = (c * fh * fw, n * oh * ow)
+    g = conv_geometry(x.shape, FH, FW, stride, padding, dilation)
+    shape = (g.c * g.kh * g.kw, g.n * g.oh * g.ow)
     col = _checks.out_array(out, shape, x.dtype, inputs={"x": x})
-    backends.resolve(backend).im2col(x, col, *sizes)
+    backends.resolve(backend).im2col(x, col, g)
     return col
 
 
@@ -48,15 +51,14 @@ def col2im(col, x_shape, FH, FW, stride=1, padding=0, dilation=1, *, out=None, b
     """
     col = _checks.float_array(col, "col", ndim=2, layout="(C*FH*FW, N*OH*OW)")
     x_shape = _checks.shape4(x_shape, "x_shape")
-    sizes = _conv_geometry(x_shape, FH, FW, stride, padding, dilation)
-    n, c, _, _, fh, fw, *_, oh, ow = sizes
-    expected = (c * fh * fw, n * oh * ow)
+    g = conv_geometry(x_shape, FH, FW, stride, padding, dilation)
+    expected = (g.c * g.kh * g.kw, g.n * g.oh * g.ow)
     if col.shape != expected:
         raise ValueError(
-            f"col has shape {col.shape}, but x_shape {tuple(x_shape)} with a ({fh}, {fw}) "
-            f"kernel gives OH={oh}, OW={ow} and so expects (C*FH*FW, N*OH*OW) = {expected}; "
+            f"col has shape {col.shape}, but x_shape {tuple(x_shape)} with a ({g.kh}, {g.kw}) "
+            f"kernel gives OH={g.oh}, OW={g.ow} and so expects (C*FH*FW, N*OH*OW) = {expected}; "
             f"pass the x_shape, kernel, stride, padding and dilation used for im2col"
         )
     x = _checks.out_array(out, x_shape, col.dtype, inputs={"col": col})
-    backends.resolve(backend).col2im(col, x, *sizes)
+    backends.resolve(backend).col2im(col, x, g)
     return x

@@ -13,6 +13,7 @@ import numpy as np
 from .. import _checks
 from .._geometry import ConvGeometry
 from ..backends import resolve
+from .im2col import conv_geometry
 
 class Conv2dCache(NamedTuple):
     """What conv2d_backward needs from the forward pass."""
@@ -41,17 +42,14 @@ def conv2d(x, weights, bias=None, stride=1, padding=0, dilation=1, groups=1, *, 
     if c != cg * groups or f % groups:
         raise ValueError(f"weights of shape {weights.shape} with groups={groups} expect {cg * groups} input "
                          f"channels and F divisible by groups; x has shape {x.shape}")
-    stride, padding = _checks.int_pair(stride, "stride"), _checks.int_pair(padding, "padding", minimum=0)
-    dilation = _checks.int_pair(dilation, "dilation")
-    oh, ow = _checks.conv_output_size(*x.shape[2:], kh, kw, stride, padding, dilation)
+    geometry = conv_geometry(x.shape, kh, kw, stride, padding, dilation, f=f, groups=groups)
     if bias is not None:
         bias = _checks.float_array(bias, "bias", ndim=1, layout="(F,)")
         if bias.shape != (f,):
             raise ValueError(f"bias has shape {bias.shape}; the weights have {f} filters")
         bias = np.ascontiguousarray(bias, dtype=x.dtype)
     x, weights = np.ascontiguousarray(x), np.ascontiguousarray(weights)
-    geometry = ConvGeometry(n, c, *x.shape[2:], f, kh, kw, *stride, *padding, *dilation, oh, ow, groups)
-    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    out = np.empty((n, f, geometry.oh, geometry.ow), dtype=x.dtype)
     resolve(backend).conv2d_fwd(x, weights, bias, out, geometry)
     return out, Conv2dCache(x, weights, geometry, bias is not None, backend)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks, backends
+from .._geometry import PoolGeometry
 
 _X_LAYOUT = "(N, C, H, W)"
 
 
-def _pool_geometry(x_shape, kernel_size, stride, padding):
+def pool_geometry(x_shape, kernel_size, stride=None, padding=0) -> PoolGeometry:
+    """The checked geometry record of a pooling window over x_shape."""
     kh, kw = _checks.int_pair(kernel_size, "kernel_size")
     sh, sw = _checks.int_pair(kernel_size if stride is None else stride, "stride")
     ph, pw = _checks.int_pair(padding, "padding", minimum=0)
@@ -25,7 +27,7 @@ def _pool_geometry(x_shape, kernel_size, stride, padding):
     n, c, h, w = x_shape
     oh, ow = _checks.conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw), (1, 1), what="pooling window")
     _checks.within_index_range("the pooling's windows", n, c, oh, ow, kh, kw)
-    return n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow
+    return PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
 def _grad_and_shape(d_out, input_shape):
@@ -80,12 +82,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, out_indices=
     to the first maximum in row-major window order; NaN propagates.
     out / out_indices: optional preallocated results (C-contiguous, overwritten)."""
     x = _checks.float_array(x, "x", ndim=4, layout=_X_LAYOUT)
-    sizes = _pool_geometry(x.shape, kernel_size, stride, padding)
-    n, c, *_, oh, ow = sizes
-    out = _checks.out_array(out, (n, c, oh, ow), x.dtype, inputs={"x": x})
-    indices = _checks.out_array(out_indices, (n, c, oh, ow), np.int64, "out_indices",
+    g = pool_geometry(x.shape, kernel_size, stride, padding)
+    out = _checks.out_array(out, (g.n, g.c, g.oh, g.ow), x.dtype, inputs={"x": x})
+    indices = _checks.out_array(out_indices, (g.n, g.c, g.oh, g.ow), np.int64, "out_indices",
                                 inputs={"x": x, "out": out})
-    backends.resolve(backend).maxpool_fwd(x, out, indices, *sizes)
+    backends.resolve(backend).maxpool_fwd(x, out, indices, g)
     return out, indices
 
 
@@ -115,20 +116,19 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, *, backend=None):
     """Average pooling; zero padding counts in the divisor (PyTorch's
     ``count_include_pad=True``), so every window divides by kh*kw."""
     x = _checks.float_array(x, "x", ndim=4, layout=_X_LAYOUT)
-    sizes = _pool_geometry(x.shape, kernel_size, stride, padding)
-    n, c, *_, oh, ow = sizes
-    out = np.empty((n, c, oh, ow), dtype=x.dtype)
-    backends.resolve(backend).avgpool_fwd(x, out, *sizes)
+    g = pool_geometry(x.shape, kernel_size, stride, padding)
+    out = np.empty((g.n, g.c, g.oh, g.ow), dtype=x.dtype)
+    backends.resolve(backend).avgpool_fwd(x, out, g)
     return out
 
 
 def avg_pool2d_backward(d_out, input_shape, kernel_size, stride=None, padding=0, *, backend=None):
     """Gradient of avg_pool2d: each d_out value spread evenly over its window."""
     d_out, input_shape = _grad_and_shape(d_out, input_shape)
-    sizes = _pool_geometry(input_shape, kernel_size, stride, padding)
-    _expect_out_shape(d_out, *sizes[-2:], f"pooling {tuple(input_shape)}")
+    g = pool_geometry(input_shape, kernel_size, stride, padding)
+    _expect_out_shape(d_out, g.oh, g.ow, f"pooling {tuple(input_shape)}")
     d_x = np.empty(input_shape, dtype=d_out.dtype)
-    backends.resolve(backend).avgpool_bwd(d_out, d_x, *sizes)
+    backends.resolve(backend).avgpool_bwd(d_out, d_x, g)
     return d_x
 
 
