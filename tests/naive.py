@@ -221,3 +221,52 @@ def conv2d_input_grad(w, d_out, x_shape, stride, padding, dilation):
                                 if 0 <= iy < h and 0 <= iz < wd:
                                     d_x[b_, ci, iy, iz] += g * w[o, ci, i, j]
     return d_x
+
+
+def avg_pool2d_backward(d_out, x_shape, k, s, p):
+    """Each output's gradient spread over its window, 1/(kh*kw) per element (padding included)."""
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    n, c, h, w = x_shape
+    d_x = np.zeros(x_shape, dtype=d_out.dtype)
+    for b in range(n):
+        for ch in range(c):
+            for y in range(d_out.shape[2]):
+                for z in range(d_out.shape[3]):
+                    for i in range(kh):
+                        for j in range(kw):
+                            iy, iz = y * sh + i - ph, z * sw + j - pw
+                            if 0 <= iy < h and 0 <= iz < w:
+                                d_x[b, ch, iy, iz] += d_out[b, ch, y, z] / (kh * kw)
+    return d_x
+
+
+def adaptive_avg_pool2d_backward(d_out, x_shape):
+    n, c, h, w = x_shape
+    oh, ow = d_out.shape[2:]
+    d_x = np.zeros(x_shape, dtype=d_out.dtype)
+    for y in range(oh):
+        ya, yb = int(np.floor(y * h / oh)), int(np.ceil((y + 1) * h / oh))
+        for z in range(ow):
+            za, zb = int(np.floor(z * w / ow)), int(np.ceil((z + 1) * w / ow))
+            for i in range(ya, yb):
+                for j in range(za, zb):
+                    d_x[:, :, i, j] += d_out[:, :, y, z] / ((yb - ya) * (zb - za))
+    return d_x
+
+
+def channel_sums(x3, f):
+    """Per channel c of x3 (N, C, S): the sum of f(n, c, s) over n and s, in float64."""
+    n, c, s = x3.shape
+    return np.array([sum(float(f(b, ch, k)) for b in range(n) for k in range(s)) for ch in range(c)])
+
+
+def sgd_step(value, grad, velocity, lr, momentum, weight_decay, nesterov, first):
+    """PyTorch's SGD, element by element; returns (value, velocity)."""
+    value, velocity = value.astype(np.float64), velocity.astype(np.float64)
+    for k in range(value.size):
+        g = grad.flat[k] + weight_decay * value.flat[k]
+        if momentum:
+            velocity.flat[k] = g if first else momentum * velocity.flat[k] + g
+            g = g + momentum * velocity.flat[k] if nesterov else velocity.flat[k]
+        value.flat[k] -= lr * g
+    return value, velocity

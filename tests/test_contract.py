@@ -82,3 +82,217 @@ def test_the_reference_rows_path_equals_the_reference_direct_path(dtype, c, pool
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out, want_out, **tol)
     np.testing.assert_array_equal(idx, want_idx)
+
+
+# ----------------------------------------------- every kernel against the oracle
+# One case per kernel of the contract: the kernel's raw arguments (inputs,
+# outputs to fill, geometry record or sizes) and what tests/naive.py's loops
+# say the outputs must hold.  A kernel added to csrc/fastconv.h without a case
+# here fails test_every_kernel_has_an_oracle_case.
+import naive  # noqa: E402
+from fastconv._geometry import ConvGeometry, PoolGeometry  # noqa: E402
+
+N, C, H, W = 2, 3, 7, 6
+CONV = ConvGeometry(N, C, H, W, f=4, kh=3, kw=2, sh=2, sw=1, ph=1, pw=1, dh=1, dw=2,
+                    oh=naive.out_size(H, 3, 2, 1, 1), ow=naive.out_size(W, 2, 1, 1, 2), groups=1)
+CONV_ARGS = ((CONV.sh, CONV.sw), (CONV.ph, CONV.pw), (CONV.dh, CONV.dw))
+POOL = PoolGeometry(N, C, H, W, kh=3, kw=2, sh=2, sw=2, ph=1, pw=1, oh=(H + 2 - 3) // 2 + 1, ow=(W + 2 - 2) // 2 + 1)
+POOL_ARGS = ((POOL.kh, POOL.kw), (POOL.sh, POOL.sw), (POOL.ph, POOL.pw))
+# conv_maxpool: a 3x3 padded convolution, then a 2x2/2 pool of its (7, 6) output
+FUSED_CONV = ConvGeometry(N, C, H, W, 4, 3, 3, 1, 1, 1, 1, 1, 1, H, W, 1)
+FUSED_POOL = PoolGeometry(N, 4, H, W, 2, 2, 2, 2, 0, 0, H // 2, W // 2)
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _pooled_routing(rng, dtype):
+    """x, weights, bias of the fused geometry, a pooled gradient, the pool's
+    winners (from the oracle), a ReLU mask, and d_conv: the masked gradient
+    routed to the winners."""
+    x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 3), dtype), _rand(rng, 4, dtype)
+    conv = naive.conv2d(x, wt, b, (1, 1), (1, 1), (1, 1), 1)
+    _, idx = naive.max_pool2d(conv, (2, 2), (2, 2), (0, 0))
+    d_out, mask = _rand(rng, idx.shape, dtype), _rand(rng, idx.shape, dtype)
+    d_conv = naive.max_pool2d_backward(np.where(mask > 0, d_out, 0), idx, conv.shape)
+    return x, wt, b, d_out, idx, mask, d_conv
+
+
+def case_im2col(rng, dtype):
+    x = _rand(rng, (N, C, H, W), dtype)
+    col = np.empty((C * 3 * 2, N * CONV.oh * CONV.ow), dtype)
+    return (x, col, CONV), {1: naive.im2col(x, 3, 2, *CONV_ARGS)}
+
+
+def case_col2im(rng, dtype):
+    col = _rand(rng, (C * 3 * 2, N * CONV.oh * CONV.ow), dtype)
+    return (col, np.empty((N, C, H, W), dtype), CONV), {1: naive.col2im(col, (N, C, H, W), 3, 2, *CONV_ARGS)}
+
+
+def case_maxpool_fwd(rng, dtype):
+    x = _rand(rng, (N, C, H, W), dtype)
+    out, idx = naive.max_pool2d(x, *POOL_ARGS)
+    return (x, np.empty_like(out), np.empty_like(idx), POOL), {1: out, 2: idx}
+
+
+def _winners(rng, dtype):
+    """Indices of a 2x2/2 pool (windows do not overlap: each plane position at most once)."""
+    _, idx = naive.max_pool2d(_rand(rng, (N, C, H, W), dtype), (2, 2), (2, 2), (0, 0))
+    return idx
+
+
+def case_maxpool_bwd(rng, dtype):
+    idx = _winners(rng, dtype)
+    d_out = _rand(rng, idx.shape, dtype)
+    return ((d_out, idx, np.empty((N, C, H, W), dtype), N, C, H, W, *idx.shape[2:]),
+            {2: naive.max_pool2d_backward(d_out, idx, (N, C, H, W))})
+
+
+def case_maxunpool(rng, dtype):
+    idx = _winners(rng, dtype)
+    v = _rand(rng, idx.shape, dtype)
+    return (v, idx, np.empty((N, C, H, W), dtype), N, C, H, W, *idx.shape[2:]), {2: naive.max_unpool2d(v, idx, (N, C, H, W))}
+
+
+def case_avgpool_fwd(rng, dtype):
+    x = _rand(rng, (N, C, H, W), dtype)
+    want = naive.avg_pool2d(x, *POOL_ARGS)
+    return (x, np.empty_like(want), POOL), {1: want}
+
+
+def case_avgpool_bwd(rng, dtype):
+    d_out = _rand(rng, (N, C, POOL.oh, POOL.ow), dtype)
+    return (d_out, np.empty((N, C, H, W), dtype), POOL), {1: naive.avg_pool2d_backward(d_out, (N, C, H, W), *POOL_ARGS)}
+
+
+def case_adaptive_avgpool_fwd(rng, dtype):
+    x = _rand(rng, (N, C, H, W), dtype)
+    return (x, np.empty((N, C, 3, 4), dtype), N, C, H, W, 3, 4), {1: naive.adaptive_avg_pool2d(x, 3, 4)}
+
+
+def case_adaptive_avgpool_bwd(rng, dtype):
+    d_out = _rand(rng, (N, C, 3, 4), dtype)
+    return ((d_out, np.empty((N, C, H, W), dtype), N, C, H, W, 3, 4),
+            {1: naive.adaptive_avg_pool2d_backward(d_out, (N, C, H, W))})
+
+
+S = H * W  # the batch-norm kernels see x as (N, C, S)
+
+
+def case_bn_stats(rng, dtype):
+    x = _rand(rng, (N, C, H, W), dtype)
+    _, mean, var = naive.batch_norm_train(x.astype(np.float64), np.ones(C), np.zeros(C), 1e-5)
+    return (x, np.empty(C, dtype), np.empty(C, dtype), N, C, S), {1: mean, 2: var}
+
+
+def case_channel_affine(rng, dtype):
+    x, a, b = _rand(rng, (N, C, S), dtype), _rand(rng, C, dtype), _rand(rng, C, dtype)
+    want = np.empty((N, C, S))
+    for ch in range(C):
+        want[:, ch] = x[:, ch].astype(np.float64) * float(a[ch]) + float(b[ch])
+    return (x, a, b, np.empty_like(x), N, C, S), {3: want}
+
+
+def case_bn_bwd_reduce(rng, dtype):
+    dy, x, mean = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype), _rand(rng, C, dtype)
+    sum_dy = naive.channel_sums(dy, lambda b, ch, k: dy[b, ch, k])
+    sum_dy_xmu = naive.channel_sums(dy, lambda b, ch, k: float(dy[b, ch, k]) * (float(x[b, ch, k]) - float(mean[ch])))
+    return (dy, x, mean, np.empty(C, dtype), np.empty(C, dtype), N, C, S), {3: sum_dy, 4: sum_dy_xmu}
+
+
+def case_bn_bwd_apply(rng, dtype):
+    dy, x = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype)
+    mean, k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(4))
+    want = np.empty((N, C, S))
+    for ch in range(C):
+        want[:, ch] = (dy[:, ch].astype(np.float64) * float(k_dy[ch])
+                       + (x[:, ch].astype(np.float64) - float(mean[ch])) * float(k_x[ch]) + float(k_0[ch]))
+    return (dy, x, mean, k_dy, k_x, k_0, np.empty_like(x), N, C, S), {6: want}
+
+
+def case_conv_maxpool_fwd(rng, dtype):
+    x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 3), dtype), _rand(rng, 4, dtype)
+    out, idx = naive.max_pool2d(naive.conv2d(x, wt, b, (1, 1), (1, 1), (1, 1), 1), (2, 2), (2, 2), (0, 0))
+    return (x, wt, b, np.empty(out.shape, dtype), np.empty_like(idx), FUSED_CONV, FUSED_POOL), {3: out, 4: idx}
+
+
+def case_conv_maxpool_bwd_params(rng, dtype):
+    x, wt, _, d_out, idx, mask, d_conv = _pooled_routing(rng, dtype)
+    d_w, d_b = naive.conv2d_params_grad(x, d_conv, wt.shape, (1, 1), (1, 1), (1, 1))
+    return ((x, d_out, mask, idx, np.empty_like(wt), np.empty(4, dtype), FUSED_CONV, FUSED_POOL, 1),
+            {4: d_w, 5: d_b})
+
+
+def case_conv_maxpool_bwd_input(rng, dtype):
+    x, wt, _, d_out, idx, mask, d_conv = _pooled_routing(rng, dtype)
+    d_x = naive.conv2d_input_grad(wt, d_conv, x.shape, (1, 1), (1, 1), (1, 1))
+    return (d_out, mask, idx, wt, np.empty_like(x), FUSED_CONV, FUSED_POOL, 1), {4: d_x}
+
+
+def case_im2row(rng, dtype):
+    """The (i, j, ch)-ordered patches of the first (uh, uw) outputs: im2col's entries, permuted."""
+    x, uh, uw = _rand(rng, (N, C, H, W), dtype), CONV.oh - 1, CONV.ow - 1
+    col = naive.im2col(x, 3, 2, *CONV_ARGS).reshape(C, 3, 2, N, CONV.oh, CONV.ow)
+    want = col[:, :, :, :, :uh, :uw].transpose(3, 4, 5, 1, 2, 0).reshape(N * uh * uw, 3 * 2 * C)
+    return (x, np.empty_like(want, dtype=dtype), CONV, uh, uw), {1: want}
+
+
+def case_rows_maxpool(rng, dtype):
+    """The pool of y + bias placed in the (OH, OW) planes it covers."""
+    uh, uw = 6, 6  # of a (7, 6) convolution output: the 2x2/2 pool reads rows < 6
+    y, bias = _rand(rng, (N * uh * uw, 4), dtype), _rand(rng, 4, dtype)
+    plane = np.full((N, 4, H, W), -np.inf)
+    plane[:, :, :uh, :uw] = (y.reshape(N, uh, uw, 4) + bias).transpose(0, 3, 1, 2)
+    out, idx = naive.max_pool2d(plane, (2, 2), (2, 2), (0, 0))
+    return (y, bias, np.empty(out.shape, dtype), np.empty_like(idx), FUSED_POOL, uh, uw), {2: out, 3: idx}
+
+
+def case_conv2d_fwd(rng, dtype):
+    x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype), _rand(rng, 4, dtype)
+    want = naive.conv2d(x, wt, b, *CONV_ARGS, 1)
+    return (x, wt, b, np.empty(want.shape, dtype), CONV), {3: want}
+
+
+def case_conv2d_bwd(rng, dtype):
+    x, wt = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype)
+    d_out = _rand(rng, (N, 4, CONV.oh, CONV.ow), dtype)
+    d_w, d_b = naive.conv2d_params_grad(x, d_out, wt.shape, *CONV_ARGS)
+    d_x = naive.conv2d_input_grad(wt, d_out, x.shape, *CONV_ARGS)
+    return (x, wt, d_out, np.empty_like(x), np.empty_like(wt), np.empty(4, dtype), CONV), {3: d_x, 4: d_w, 5: d_b}
+
+
+def case_sgd_update(rng, dtype):
+    value, grad, velocity = (_rand(rng, 11, dtype) for _ in range(3))
+    want_value, want_velocity = naive.sgd_step(value, grad, velocity, 0.1, 0.9, 1e-3, True, False)
+    return (value, grad, velocity, 11, 0.1, 0.9, 1e-3, 1, 0), {0: want_value, 2: want_velocity}
+
+
+ORACLE_CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def test_every_kernel_has_an_oracle_case():
+    assert sorted(ORACLE_CASES) == sorted(KERNELS), "a kernel of csrc/fastconv.h lacks an oracle case here"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_every_kernel_of_every_backend_equals_the_oracle(kernel, backend, dtype):
+    try:
+        module = load(backend)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    fn = getattr(module, kernel, None)
+    assert fn is not None, f"the {backend} backend lacks kernel {kernel!r}"
+    args, want = ORACLE_CASES[kernel](np.random.default_rng(len(kernel)), dtype)
+    fn(*args)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for position, expected in want.items():
+        got = args[position]
+        assert got.dtype == (np.int64 if expected.dtype == np.int64 else dtype)
+        if expected.dtype == np.int64:
+            np.testing.assert_array_equal(got, expected, err_msg=f"{backend}.{kernel} argument {position}")
+        else:
+            np.testing.assert_allclose(got, expected.reshape(got.shape), **tol,
+                                       err_msg=f"{backend}.{kernel} argument {position}")
