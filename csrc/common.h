@@ -68,14 +68,25 @@ static inline int fc_check_conv_sizes(int64_t n, int64_t c, int64_t h, int64_t w
                                           kh = (g)->kh, kw = (g)->kw, sh = (g)->sh, sw = (g)->sw,    \
                                           ph = (g)->ph, pw = (g)->pw, oh = (g)->oh, ow = (g)->ow
 
+/* Outputs of a pooling window along one axis (fastconv._geometry.pool_output_size):
+ * rounded up in ceil mode, but the last window starts inside the input or its
+ * left padding.  Needs size + 2p >= k. */
+static inline int64_t fc_pool_out(int64_t size, int64_t k, int64_t s, int64_t p, int64_t ceil_mode) {
+    int64_t out = (size + 2 * p - k + (ceil_mode ? s - 1 : 0)) / s + 1;
+    if (ceil_mode && (out - 1) * s >= size + p) --out;
+    return out;
+}
+
 /* FC_OK when a pooling geometry is well formed (no window holds only
  * padding) and (oh, ow) is the output size it implies. */
 static inline int fc_check_pool_geom(const fc_pool_geom *g) {
     if (g == NULL || g->n < 1 || g->c < 1 || g->h < 1 || g->w < 1 || g->kh < 1 || g->kw < 1 ||
         g->sh < 1 || g->sw < 1 || g->ph < 0 || g->pw < 0 || 2 * g->ph > g->kh || 2 * g->pw > g->kw ||
+        g->h + 2 * g->ph < g->kh || g->w + 2 * g->pw < g->kw || (g->ceil_mode != 0 && g->ceil_mode != 1) ||
         g->oh < 1 || g->ow < 1)
         return FC_ERR_SIZE;
-    if (g->oh != (g->h + 2 * g->ph - g->kh) / g->sh + 1 || g->ow != (g->w + 2 * g->pw - g->kw) / g->sw + 1)
+    if (g->oh != fc_pool_out(g->h, g->kh, g->sh, g->ph, g->ceil_mode) ||
+        g->ow != fc_pool_out(g->w, g->kw, g->sw, g->pw, g->ceil_mode))
         return FC_ERR_SIZE;
     return FC_OK;
 }

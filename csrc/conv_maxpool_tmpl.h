@@ -128,13 +128,13 @@ static void FN(conv_plane)(const REAL *restrict xp, const REAL *restrict wf, REA
 
 /* The geometry every conv_maxpool kernel relies on: a well-formed
  * convolution (one group) whose (n, f, oh, ow) output is the pool's input,
- * pooled without padding. */
+ * pooled without padding, in floor mode. */
 static int FN(conv_pool_geom_ok)(const fc_conv_geom *cg, const fc_pool_geom *pg) {
     return cg != NULL && cg->f >= 1 && cg->groups == 1 &&
            fc_check_conv_sizes(cg->n, cg->c, cg->h, cg->w, cg->kh, cg->kw, cg->sh, cg->sw, cg->ph, cg->pw,
                                cg->dh, cg->dw, cg->oh, cg->ow) == FC_OK &&
            fc_check_pool_geom(pg) == FC_OK && pg->n == cg->n && pg->c == cg->f && pg->h == cg->oh &&
-           pg->w == cg->ow && pg->ph == 0 && pg->pw == 0;
+           pg->w == cg->ow && pg->ph == 0 && pg->pw == 0 && pg->ceil_mode == 0;
 }
 
 /* The pool's fields under the names the fused kernels use (the

@@ -51,7 +51,7 @@ int FN(fc_im2row)(const REAL *restrict x, REAL *restrict rows, const fc_conv_geo
 int FN(fc_rows_maxpool)(const REAL *restrict y, const REAL *restrict bias, REAL *restrict out,
                         int64_t *restrict idx, const fc_pool_geom *pg, int64_t uh, int64_t uw) {
     /* the pool reads the GEMM's (N, UH*UW, F) rows: the first (uh, uw) of each (oh, ow) plane */
-    if (fc_check_pool_geom(pg) != FC_OK || pg->ph != 0 || pg->pw != 0) return FC_ERR_SIZE;
+    if (fc_check_pool_geom(pg) != FC_OK || pg->ph != 0 || pg->pw != 0 || pg->ceil_mode) return FC_ERR_SIZE;
     const int64_t n = pg->n, f = pg->c, oh = pg->h, ow = pg->w;
     FC_POOLED_LOCALS(pg);
     if (uh > oh || uw > ow || (poh - 1) * psh + kh > uh || (pow_ - 1) * psw + kw > uw) return FC_ERR_SIZE;

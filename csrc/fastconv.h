@@ -36,12 +36,14 @@ typedef struct {
 } fc_conv_geom;
 
 /* The geometry of a pooling window: x (n, c, h, w) -> out (n, c, oh, ow),
- * window (kh, kw), stride (sh, sw), padding (ph, pw).
+ * window (kh, kw), stride (sh, sw), padding (ph, pw); ceil_mode: (oh, ow)
+ * rounded up, so the last window may run past the padding.
  * fastconv._geometry.PoolGeometry is its Python side. */
 typedef struct {
     int64_t n, c, h, w;
     int64_t kh, kw, sh, sw, ph, pw;
     int64_t oh, ow;
+    int64_t ceil_mode;
 } fc_pool_geom;
 
 void fc_set_num_threads(int n);

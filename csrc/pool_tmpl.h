@@ -56,6 +56,7 @@ int FN(fc_maxunpool)(const REAL *restrict x, const int64_t *restrict idx, REAL *
 int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out, const fc_pool_geom *g) {
     int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
+    if (g->ceil_mode) return FC_ERR_SIZE; /* every window divides by kh*kw: floor mode only */
     FC_POOL_LOCALS(g);
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;
@@ -84,6 +85,7 @@ int FN(fc_avgpool_fwd)(const REAL *restrict x, REAL *restrict out, const fc_pool
 int FN(fc_avgpool_bwd)(const REAL *restrict d_out, REAL *restrict d_x, const fc_pool_geom *g) {
     int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
+    if (g->ceil_mode) return FC_ERR_SIZE; /* every window divides by kh*kw: floor mode only */
     FC_POOL_LOCALS(g);
     int64_t *r = fc_window_ranges(h, w, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow);
     if (r == NULL) return FC_ERR_NOMEM;

@@ -36,7 +36,9 @@ class ConvGeometry(NamedTuple):
 
 class PoolGeometry(NamedTuple):
     """``fc_pool_geom``: a (kh, kw) window with stride (sh, sw) and padding
-    (ph, pw) over x (n, c, h, w), giving (n, c, oh, ow)."""
+    (ph, pw) over x (n, c, h, w), giving (n, c, oh, ow); ``ceil_mode``: the
+    output size rounds up (see pool_output_size), so the last window may run
+    past the bottom/right padding (what it covers there never wins)."""
 
     n: int
     c: int
@@ -50,6 +52,19 @@ class PoolGeometry(NamedTuple):
     pw: int
     oh: int
     ow: int
+    ceil_mode: int = 0
+
+
+def pool_output_size(size: int, k: int, s: int, p: int, ceil_mode) -> int:
+    """Outputs of a pooling window along one axis (PyTorch's rule, also in
+    csrc/common.h's fc_check_pool_geom): ``(size + 2p - k) / s + 1`` rounded
+    down, or up with ceil_mode -- but the last window must start inside the
+    input or its left padding."""
+    span = size + 2 * p - k
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 # C struct of each record, for the C backend and the contract test.

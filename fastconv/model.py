@@ -44,10 +44,10 @@ FUSION_TABLE = (
     # where the backend's fused kernels are its fast path (layers/fused.py)
     FusionRule("conv+pool+relu", (Conv2D, MaxPool2D, ReLU), lambda c, p, r: fusable(c, p),
                lambda c, p, r: [ConvPoolReLU(c, p, r)], 3),
-    # an unpadded conv before an unpadded pool computes only the rows and
-    # columns the pool reads (a no-op crop when it reads everything)
+    # an unpadded conv before an unpadded floor-mode pool computes only the
+    # rows and columns the pool reads (a no-op crop when it reads everything)
     FusionRule("cropped conv", (Conv2D, MaxPool2D),
-               lambda c, p: c.padding == (0, 0) and p.padding == (0, 0),
+               lambda c, p: c.padding == (0, 0) and p.padding == (0, 0) and not p.ceil_mode,
                lambda c, p: [CroppedConv(c, p)], 1),
 )
 

@@ -77,7 +77,8 @@ def case_max_pool(rng, backend):
         x[rng.random(x.shape) < 0.1] = np.nan
     if rng.random() < 0.2:
         x = np.round(x)  # ties
-    out, idx = F.max_pool2d(_layout(x, rng), k, s, p, backend=backend)
+    ceil_mode = bool(rng.random() < 0.5)
+    out, idx = F.max_pool2d(_layout(x, rng), k, s, p, ceil_mode=ceil_mode, backend=backend)
     d_x = F.max_pool2d_backward(_layout(_data(rng, out.shape, dtype), rng), idx, x.shape, backend=backend)
     return out, idx, d_x, F.max_unpool2d(out, idx, x.shape, backend=backend)
 

@@ -48,10 +48,20 @@ def _beats(v, best):
     return v > best or (np.isnan(v) and not np.isnan(best))
 
 
-def max_pool2d(x, k, s, p):
+def pool_out(size, k, s, p, ceil_mode=False):
+    """PyTorch's pooling output size: with ceil_mode rounded up, unless the
+    last window would start past the input and its left padding."""
+    span = size + 2 * p - k
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def max_pool2d(x, k, s, p, ceil_mode=False):
     (kh, kw), (sh, sw), (ph, pw) = k, s, p
     n, c, h, w = x.shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = pool_out(h, kh, sh, ph, ceil_mode), pool_out(w, kw, sw, pw, ceil_mode)
     out = np.zeros((n, c, oh, ow), dtype=x.dtype)
     idx = np.zeros((n, c, oh, ow), dtype=np.int64)
     for b in range(n):

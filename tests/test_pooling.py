@@ -160,3 +160,106 @@ def test_pool_and_batchnorm_identical_at_one_and_many_threads(fast_backend):
     fastconv.set_num_threads(max_threads())
     for a, b in zip(one, run()):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------- ceil_mode
+# Output sizes by PyTorch's rule (torch.nn.MaxPool2d(k, s, p, ceil_mode=True)):
+# (size, kernel, stride, padding) -> outputs.
+CEIL_SIZES = [
+    (7, 2, 2, 0, 4),   # the last window holds one row
+    (8, 2, 2, 0, 4),   # even: the same as floor mode
+    (5, 2, 2, 1, 3),   # rounding up would start a window in the right padding: dropped
+    (6, 3, 2, 1, 4),
+    (10, 3, 3, 0, 4),
+    (1, 1, 2, 0, 1),
+]
+
+
+@pytest.mark.parametrize("size,k,s,p,want", CEIL_SIZES)
+def test_ceil_mode_output_sizes_follow_pytorchs_rule(backend, size, k, s, p, want):
+    """The one Python rule, the oracle's and the C kernels' own check (which
+    refuses any other size) agree on PyTorch's sizes."""
+    from fastconv._geometry import pool_output_size
+
+    assert pool_output_size(size, k, s, p, True) == naive.pool_out(size, k, s, p, True) == want
+    x = _inputs((1, 1, size, size + 1), np.float64)
+    out, _ = F.max_pool2d(x, k, s, p, ceil_mode=True, backend=backend)
+    assert out.shape == (1, 1, want, naive.pool_out(size + 1, k, s, p, True))
+
+
+# sizes where ceil mode adds a last, overhanging row or column of windows:
+# odd planes under 2x2/2 (the unrolled paths' geometry) with rows shorter and
+# longer than the C/Numba 8-output chunk, padding, non-square windows
+CEIL_CASES = [
+    ((2, 3, 7, 7), (2, 2), (2, 2), (0, 0)),
+    ((2, 2, 9, 21), (2, 2), (2, 2), (0, 0)),
+    ((1, 2, 17, 16), (2, 2), (2, 2), (0, 0)),
+    ((2, 2, 8, 9), (3, 3), (2, 2), (1, 1)),
+    ((1, 3, 10, 11), (3, 2), (3, 2), (0, 1)),
+    ((1, 1, 1, 3), (1, 2), (2, 2), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("shape,k,s,p", CEIL_CASES)
+def test_ceil_mode_forward_and_backward_equal_the_oracle(backend, dtype, shape, k, s, p):
+    x = _inputs(shape, dtype)
+    out, idx = F.max_pool2d(x, k, s, p, ceil_mode=True, backend=backend)
+    ref_out, ref_idx = naive.max_pool2d(x, k, s, p, ceil_mode=True)
+    assert out.shape == ref_out.shape
+    assert_close(out, ref_out)
+    np.testing.assert_array_equal(idx, ref_idx)
+    d_out = _inputs(out.shape, dtype, 1)
+    assert_close(F.max_pool2d_backward(d_out, idx, x.shape, backend=backend),
+                 naive.max_pool2d_backward(d_out, ref_idx, x.shape))
+
+
+def test_ceil_mode_last_window_never_reads_past_the_plane(backend):
+    """A plane whose memory is followed by huge values: in ceil mode the
+    overhanging last windows must take their max over the plane only."""
+    big = np.full((1, 2, 7, 7), 1e30)
+    big[0, 0] = _inputs((7, 7), np.float64)
+    x = big[:, :1]  # plane 0 of a C-contiguous array: plane 1 follows it in memory
+    assert x.flags.c_contiguous  # passed as is: no copy ends the plane
+    out, idx = F.max_pool2d(x, 2, ceil_mode=True, backend=backend)
+    ref_out, ref_idx = naive.max_pool2d(x, (2, 2), (2, 2), (0, 0), ceil_mode=True)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_ceil_mode_gradcheck(backend):
+    x = _inputs((2, 2, 7, 8), np.float64)
+    out, idx = F.max_pool2d(x, 3, 2, 1, ceil_mode=True, backend=backend)
+    d_out = _inputs(out.shape, np.float64, 2)
+    num = naive.numerical_grad(lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=True, backend=backend)[0], x, d_out)
+    assert naive.rel_error(F.max_pool2d_backward(d_out, idx, x.shape, backend=backend), num) < 1e-6
+
+
+def test_ceil_mode_must_be_a_bool():
+    with pytest.raises(TypeError, match="ceil_mode must be True or False, got 'yes'"):
+        F.max_pool2d(np.zeros((1, 1, 4, 4)), 2, ceil_mode="yes")
+
+
+def test_maxpool2d_layer_ceil_mode_saves_loads_and_is_not_fused(tmp_path, backend):
+    """MaxPool2D(ceil_mode=True) in a CNN: the conv+pool fusions are floor-mode
+    only, so the model runs the layers as themselves (and gives what they
+    give one by one); the setting survives save/load."""
+    import fastconv
+    from fastconv.model import plan
+
+    layers = [fastconv.Conv2D(1, 3, 3, backend=backend), fastconv.MaxPool2D(2, ceil_mode=True, backend=backend),
+              fastconv.ReLU()]
+    stages, rewritten = plan(layers)
+    assert not rewritten and [type(s) for s in stages[1:]] == [fastconv.MaxPool2D, fastconv.ReLU]
+    model = fastconv.CNN(layers)
+    x = _inputs((2, 1, 9, 9), np.float32)
+    out = model.forward(x)
+    assert out.shape == (2, 3, 4, 4)  # 7x7 conv output -> 4x4 with ceil_mode
+    manual = x
+    for layer in layers:
+        manual = layer.forward(manual)
+    np.testing.assert_array_equal(out, manual)
+    model.save(tmp_path / "m.npz")
+    again = fastconv.load_model(tmp_path / "m.npz")
+    assert again.layers[1].ceil_mode is True
+    np.testing.assert_array_equal(again.forward(x), out)
+    assert "ceil_mode" not in fastconv.MaxPool2D(2).get_config()  # floor-mode files unchanged

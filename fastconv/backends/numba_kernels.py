@@ -170,24 +170,30 @@ def _beats_nb(v, best):
 
 @njit
 def maxpool_fwd(x, out, idx, g):
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     xf = x.reshape(-1)
     of = out.reshape(-1)
     jf = idx.reshape(-1)
+    # 2x2/2 windows inside the plane take the unrolled path; the rest (other
+    # geometries, and in ceil mode the overhanging last row and column) the
+    # clipped scan
     fast22 = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
+    fit_h, fit_w = (min(h // 2, oh), min(w // 2, ow)) if fast22 else (0, 0)
     for p in prange(n * c):
         plane = uint64(p * h * w)
         o = uint64(p * oh * ow)
         for oy in range(oh):
-            if fast22:
+            first_ox = 0
+            if oy < fit_h:
+                first_ox = fit_w
                 r0 = uint64(2 * oy * w)
                 # Whole chunks of 8 outputs, the tail as one more chunk that
                 # overlaps the last (recomputing is harmless): LLVM's vector
                 # body runs, not a scalar tail that mispredicts on random data.
-                if ow < 8:
+                if fit_w < 8:
                     # rows shorter than a chunk: the tournament in pure
                     # arithmetic (winners as offsets), no branches to mispredict
-                    for ox in range(uint64(ow)):
+                    for ox in range(uint64(fit_w)):
                         p0 = plane + r0 + uint64(2) * ox
                         p1 = p0 + uint64(w)
                         tb = uint64(_beats_nb(xf[p0 + uint64(1)], xf[p0]))
@@ -196,31 +202,28 @@ def maxpool_fwd(x, out, idx, g):
                         off = tb + down * (uint64(w) + bd - tb)
                         of[o + ox] = xf[p0 + off]
                         jf[o + ox] = r0 + uint64(2) * ox + off
-                    o += uint64(ow)
-                    continue
-                body = ow - ow % 8
-                for seg in range(2):
-                    lo, hi = 0, body
-                    if seg == 1:
-                        if body == ow:
-                            break
-                        lo, hi = max(ow - 8, 0), ow
-                    for ox in range(uint64(lo), uint64(hi)):
-                        a = r0 + uint64(2) * ox
-                        top = xf[plane + a]  # (own names: these are uint64, the
-                        win = a              #  general path's are int64)
-                        for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
-                            v = xf[plane + cand]
-                            if _beats(v, top):
-                                top = v
-                                win = cand
-                        of[o + ox] = top
-                        jf[o + ox] = win
-                o += uint64(ow)
-                continue
+                else:
+                    body = fit_w - fit_w % 8
+                    for seg in range(2):
+                        lo, hi = 0, body
+                        if seg == 1:
+                            if body == fit_w:
+                                break
+                            lo, hi = fit_w - 8, fit_w
+                        for ox in range(uint64(lo), uint64(hi)):
+                            a = r0 + uint64(2) * ox
+                            top = xf[plane + a]  # (own names: these are uint64, the
+                            win = a              #  general path's are int64)
+                            for cand in (a + uint64(1), a + uint64(w), a + uint64(w + 1)):
+                                v = xf[plane + cand]
+                                if _beats(v, top):
+                                    top = v
+                                    win = cand
+                            of[o + ox] = top
+                            jf[o + ox] = win
             y0 = oy * sh - ph
             ya, yb = max(y0, 0), min(y0 + kh, h)
-            for ox in range(ow):
+            for ox in range(first_ox, ow):
                 x0 = ox * sw - pw
                 xa, xb = max(x0, 0), min(x0 + kw, w)
                 at = ya * w + xa  # padding is -inf: the first real pixel starts the scan
@@ -283,7 +286,7 @@ def _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
 
 @njit
 def avgpool_fwd(x, out, g):
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     # Walk the window offsets (i, j); each adds a shifted, strided copy of the
     # input rows into the output rows (inner loops without bounds tests).
     r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
@@ -309,7 +312,7 @@ def avgpool_fwd(x, out, g):
 
 @njit
 def avgpool_bwd(d_out, d_x, g):
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     r = _pool_ranges(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
     gf = d_out.reshape(-1)
     df = d_x.reshape(-1)
@@ -538,7 +541,7 @@ def im2row(x, rows, cg, uh, uw):
 def rows_maxpool(y, bias, out, idx, pg, uh, uw):
     """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
     GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output (as C)."""
-    n, f, oh, ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
+    n, f, oh, ow, kh, kw, psh, psw, _ph, _pw, poh, pow_, _ceil_mode = pg
     yf = y.reshape(-1)
     for img in prange(n):
         best = np.empty(f, dtype=y.dtype)
@@ -592,7 +595,7 @@ def conv_maxpool_bwd_params(x, d_out, mask, idx, d_w, d_b, cg, pg, has_mask):
     images with its own partial sums, added in block order: the result does
     not depend on the thread count (as the C kernel)."""
     n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
-    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
+    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_, _ceil_mode = pg
     r = _ranges(h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow)
     taps = c * fh * fw
     tp = taps + 1
@@ -660,7 +663,7 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
     weights permuted to (i, j, ch) order, then added onto a zero-padded
     (HP, WP, C) copy of the image, whose interior is d_x."""
     n, c, h, w, f, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow, _groups = cg
-    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_ = pg
+    _n, _f, _oh, _ow, kh, kw, psh, psw, _ph, _pw, poh, pow_, _ceil_mode = pg
     taps = c * fh * fw
     uh, uw = _used_outputs(oh, ow, kh, kw, psh, psw, poh, pow_)
     positions = uh * uw

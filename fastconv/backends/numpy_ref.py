@@ -83,7 +83,7 @@ def rows_maxpool(y, bias, out, idx, pg, uh, uw):
     """out, idx (N, F, PH, PW) <- max pool of y + bias, y (N*UH*UW, F) the
     GEMM's rows; idx = oy*OW + ox in the full (OH, OW) output; ties to the
     first, NaN to the first NaN (as max_pool2d)."""
-    n, f, oh, ow, kh, kw, psh, psw, _, _, poh, pow_ = pg
+    n, f, oh, ow, kh, kw, psh, psw, _, _, poh, pow_, _ = pg
     conv = (y.reshape(n, uh, uw, f) + bias).transpose(0, 3, 1, 2)
     best = at = None
     for i in range(kh):
@@ -167,7 +167,7 @@ def maxpool_fwd(x, out, idx, g):
     """Max over each window; idx = h*W + w of the winner in its plane.
     Padding never wins (it is -inf); ties keep the first element in row-major
     window order; NaN beats everything (the first NaN is kept)."""
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     best = np.empty((n, c, oh, ow), dtype=x.dtype)
     found = np.zeros((n, c, oh, ow), dtype=bool)
     oy = np.arange(oh)[:, None] * sh - ph  # window top-left, (OH, 1)
@@ -217,12 +217,12 @@ def _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow):
 
 def avgpool_fwd(x, out, g):
     """Mean over each window, zero padding counted in the divisor."""
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     out[...] = _zero_padded_windows(x, kh, kw, sh, sw, ph, pw, oh, ow).mean(axis=(4, 5))
 
 
 def avgpool_bwd(d_out, d_x, g):
-    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow = g
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, _ceil_mode = g
     grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d_x.dtype)
     share = d_out / (kh * kw)
     for i, j in _pool_offsets(kh, kw):

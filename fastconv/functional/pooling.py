@@ -1,20 +1,21 @@
 """Pooling: max (with PyTorch-style indices), average, global and adaptive average.
 
 All take NCHW float32/float64 input and an optional ``backend=``.  Window
-geometry: ``OH = (H + 2*ph - kh)//sh + 1`` (OW alike); kernel_size, stride and
-padding take an int or an (h, w) pair; stride defaults to kernel_size.
+geometry: ``OH = (H + 2*ph - kh)//sh + 1`` (OW alike), rounded up instead with
+max pooling's ``ceil_mode`` (fastconv._geometry.pool_output_size); kernel_size,
+stride and padding take an int or an (h, w) pair; stride defaults to kernel_size.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _checks, backends
-from .._geometry import PoolGeometry
+from .._geometry import PoolGeometry, pool_output_size
 
 _X_LAYOUT = "(N, C, H, W)"
 
 
-def pool_geometry(x_shape, kernel_size, stride=None, padding=0) -> PoolGeometry:
+def pool_geometry(x_shape, kernel_size, stride=None, padding=0, ceil_mode=False) -> PoolGeometry:
     """The checked geometry record of a pooling window over x_shape."""
     kh, kw = _checks.int_pair(kernel_size, "kernel_size")
     sh, sw = _checks.int_pair(kernel_size if stride is None else stride, "stride")
@@ -25,9 +26,12 @@ def pool_geometry(x_shape, kernel_size, stride=None, padding=0) -> PoolGeometry:
             f"then hold only padding. Use padding <= kernel_size // 2"
         )
     n, c, h, w = x_shape
-    oh, ow = _checks.conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw), (1, 1), what="pooling window")
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+    _checks.conv_output_size(h, w, kh, kw, (sh, sw), (ph, pw), (1, 1), what="pooling window")  # the window fits
+    oh, ow = pool_output_size(h, kh, sh, ph, ceil_mode), pool_output_size(w, kw, sw, pw, ceil_mode)
     _checks.within_index_range("the pooling's windows", n, c, oh, ow, kh, kw)
-    return PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    return PoolGeometry(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, int(ceil_mode))
 
 
 def _grad_and_shape(d_out, input_shape):
@@ -75,14 +79,17 @@ def _run_scatter(kernel_name, values, indices, out_shape, backend, out=None):
 
 
 # ------------------------------------------------------------------- max
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, out=None, out_indices=None, backend=None):
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, ceil_mode=False, out=None, out_indices=None,
+               backend=None):
     """Max pooling.  Returns ``(out, indices)``: indices (int64, out's shape)
     hold the flat position ``h*W + w`` of each winner inside its own (H, W)
     plane, as PyTorch's ``return_indices``.  Padding counts as -inf; ties go
     to the first maximum in row-major window order; NaN propagates.
+    ceil_mode: round the output size up, as PyTorch's (a 7x7 input, 2x2/2
+    windows: 4x4, the last windows cover what remains).
     out / out_indices: optional preallocated results (C-contiguous, overwritten)."""
     x = _checks.float_array(x, "x", ndim=4, layout=_X_LAYOUT)
-    g = pool_geometry(x.shape, kernel_size, stride, padding)
+    g = pool_geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     out = _checks.out_array(out, (g.n, g.c, g.oh, g.ow), x.dtype, inputs={"x": x})
     indices = _checks.out_array(out_indices, (g.n, g.c, g.oh, g.ow), np.int64, "out_indices",
                                 inputs={"x": x, "out": out})

@@ -34,7 +34,7 @@ def fusable(conv, pool) -> bool:
     are its fast path (``FUSE_CONV_POOL`` in the backend module: True for C;
     Numba's are correct but slower than its separate layers in a training step,
     and the NumPy reference stays the plain layer-by-layer computation)."""
-    if conv.groups != 1 or pool.padding != (0, 0) or conv.backend != pool.backend:
+    if conv.groups != 1 or pool.padding != (0, 0) or pool.ceil_mode or conv.backend != pool.backend:
         return False
     return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
 

@@ -47,12 +47,24 @@ class _WindowPool(_Pool):
 
 
 class MaxPool2D(_WindowPool):
-    """Max pooling; keeps the winners' indices to route gradients back."""
+    """Max pooling; keeps the winners' indices to route gradients back.
+    ceil_mode: round the output size up (PyTorch's ``ceil_mode``)."""
+
+    def __init__(self, pool_size=2, stride=None, padding=0, *, ceil_mode=False, backend=None):
+        super().__init__(pool_size, stride, padding, backend=backend)
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"ceil_mode must be True or False, got {ceil_mode!r}")
+        self.ceil_mode = ceil_mode
+
+    def get_config(self):
+        # only when set: files of floor-mode models stay as they were
+        return {**super().get_config(), **({"ceil_mode": True} if self.ceil_mode else {})}
 
     def forward(self, x):
         x = self._images(x)
         xp, swapped = plane_major(x)
-        out, indices = F.max_pool2d(xp, self.pool_size, self.stride, self.padding, backend=self.backend)
+        out, indices = F.max_pool2d(xp, self.pool_size, self.stride, self.padding, ceil_mode=self.ceil_mode,
+                                    backend=self.backend)
         self._cache = (indices, xp.shape, swapped)
         # The pooled output is small: hand it on C-contiguous, so the next
         # elementwise layers and im2col run on plain NCHW memory.
