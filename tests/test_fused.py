@@ -284,3 +284,21 @@ def test_conv2d_maxpool_same_bits_at_any_thread_count(fast_backend, channels):
     for run in results[1:]:
         for a, b_ in zip(results[0], run):
             np.testing.assert_array_equal(a, b_)
+
+
+def test_fused_stages_are_layers_that_own_nothing_and_are_never_saved():
+    """The stages the fusion table builds are Layers (parameters are their
+    layers' own arrays, not copies) but never enter the registry a saved
+    model is rebuilt from."""
+    from fastconv.layers.base import LAYER_REGISTRY, Layer
+
+    conv, pool, relu = fastconv.Conv2D(1, 4, 3), fastconv.MaxPool2D(2), fastconv.ReLU()
+    for stage in (ConvPoolReLU(conv, pool, relu), CroppedConv(conv, pool)):
+        assert isinstance(stage, Layer)
+        names = [name for name, _, _ in stage.parameters()]
+        assert names == ["layers.0.weights", "layers.0.bias"]
+        assert next(stage.parameters())[1] is conv.weights
+        assert type(stage).__name__ not in LAYER_REGISTRY
+        with pytest.raises(TypeError, match="execution stage of CNN"):
+            stage.get_config()
+        assert repr(conv) in repr(stage)

@@ -37,6 +37,9 @@ class Layer:
     # its caches then do not describe its own forward, so its backward refuses.
     # The layer's own forward clears it.
     _fused_into: str | None = None
+    # Saved with a model and rebuilt by name (False: fused stages, which a
+    # model builds from its layers)
+    saveable = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -45,7 +48,7 @@ class Layer:
             cls.forward = _clears_fused_mark(cls.__dict__["forward"])
         # fastconv's own classes only: a user's class of the same name (a
         # tutorial's own ``ReLU``) must not replace the built-in one in load_model
-        if cls.__module__.split(".")[0] == "fastconv":
+        if cls.__module__.split(".")[0] == "fastconv" and cls.saveable:
             LAYER_REGISTRY[cls.__name__] = cls
 
     def __init__(self, backend: str | None = None):

@@ -26,6 +26,30 @@ import numpy as np
 
 from .. import _autotune, _checks, backends
 from .. import functional as F
+from .base import Layer
+
+
+class FusedStage(Layer):
+    """Base of the stages CNN's fusion table (fastconv.model.FUSION_TABLE)
+    builds: a Layer that runs ``layers`` -- fastconv layers it does not own --
+    as one step.  Its parameters are theirs (``children``); it is not saved
+    (the model saves its layers) and so is not in the layer registry."""
+
+    saveable = False
+
+    def __init__(self, *layers):
+        super().__init__(layers[0].backend)
+        self.layers = tuple(layers)
+
+    def children(self):
+        return [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+
+    def get_config(self):
+        raise TypeError(f"{type(self).__name__} is an execution stage of CNN, not saved itself: "
+                        f"save the model, whose layers it runs")
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(map(repr, self.layers))})"
 
 
 def fusable(conv, pool) -> bool:
@@ -39,8 +63,8 @@ def fusable(conv, pool) -> bool:
     return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
 
 
-class ConvPoolReLU:
-    """An execution stage (not a Layer): forward/backward of conv, pool, relu.
+class ConvPoolReLU(FusedStage):
+    """The fused stage of Conv2D, MaxPool2D, ReLU.
 
     Two equivalent paths: the fused kernels, or the plain layers (the conv
     cropped to what the pool reads, the pool, then the ReLU).  Which runs is
@@ -48,8 +72,8 @@ class ConvPoolReLU:
     ``$FASTCONV_FUSED_STAGES`` pins it), since neither is faster everywhere."""
 
     def __init__(self, conv, pool, relu):
+        super().__init__(conv, pool, relu)
         self.conv, self.pool, self.relu = conv, pool, relu
-        self.layers = (conv, pool, relu)
         self._plain = (CroppedConv(conv, pool), pool, relu)
         self._cache = None
         self._path = None  # the path the last forward took
@@ -81,9 +105,6 @@ class ConvPoolReLU:
         if saved[1] is not None:
             conv.d_bias[...] = saved[1]
         return choice
-
-    def __repr__(self):
-        return f"ConvPoolReLU({self.conv!r}, {self.pool!r}, {self.relu!r})"
 
     def _geometry(self):
         c, p = self.conv, self.pool
@@ -175,7 +196,7 @@ def unused_tail(conv, pool, out_hw):
     return out_hw[0] - used[0], out_hw[1] - used[1]
 
 
-class CroppedConv:
+class CroppedConv(FusedStage):
     """A Conv2D whose last output rows/columns the next MaxPool2D drops
     (floor mode: 11x11 -> 5x5 reads only 10x10): the input is cropped to the
     rows and columns the kept outputs read, so the GEMMs, im2col and col2im
@@ -185,12 +206,9 @@ class CroppedConv:
     the exact gradient of inputs only dropped outputs depended on."""
 
     def __init__(self, conv, pool):
+        super().__init__(conv)  # the pool only tells what to crop: it runs as itself
         self.conv, self.pool = conv, pool
-        self.layers = (conv,)
         self._x_shape = None
-
-    def __repr__(self):
-        return f"CroppedConv({self.conv!r})"
 
     def _crop(self, x_shape):
         """(rows, cols) of an input of shape x_shape that the conv reads for
