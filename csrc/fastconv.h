@@ -141,6 +141,16 @@ int fc_conv2d_bwd_f32(const float *x, const float *wt, const float *d_out, float
 int fc_conv2d_fwd_f64(const double *x, const double *wt, const double *b, double *out, const fc_conv_geom *g);
 int fc_conv2d_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
                       double *d_b, const fc_conv_geom *g);
+/* Direct convolution for stride 1 and one group (csrc/conv_direct.c): the
+ * padded image read at shifted offsets, no im2col, no BLAS; FC_ERR_SIZE for
+ * other geometries.  b, d_x and d_b may be NULL. */
+int fc_conv2d_direct_fwd_f32(const float *x, const float *wt, const float *b, float *out, const fc_conv_geom *g);
+int fc_conv2d_direct_bwd_f32(const float *x, const float *wt, const float *d_out, float *d_x, float *d_w,
+                             float *d_b, const fc_conv_geom *g);
+int fc_conv2d_direct_fwd_f64(const double *x, const double *wt, const double *b, double *out,
+                             const fc_conv_geom *g);
+int fc_conv2d_direct_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
+                             double *d_b, const fc_conv_geom *g);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

@@ -248,18 +248,29 @@ def case_rows_maxpool(rng, dtype):
     return (y, bias, np.empty(out.shape, dtype), np.empty_like(idx), FUSED_POOL, uh, uw), {2: out, 3: idx}
 
 
-def case_conv2d_fwd(rng, dtype):
-    x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype), _rand(rng, 4, dtype)
-    want = naive.conv2d(x, wt, b, *CONV_ARGS, 1)
-    return (x, wt, b, np.empty(want.shape, dtype), CONV), {3: want}
+def _conv_cases(g):
+    """(forward case, backward case) of a convolution kernel pair on geometry g
+    (one group, the 3x2 kernel of CONV)."""
+    args = ((g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw))
+
+    def forward(rng, dtype):
+        x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype), _rand(rng, 4, dtype)
+        want = naive.conv2d(x, wt, b, *args, 1)
+        return (x, wt, b, np.empty(want.shape, dtype), g), {3: want}
+
+    def backward(rng, dtype):
+        x, wt = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype)
+        d_out = _rand(rng, (N, 4, g.oh, g.ow), dtype)
+        d_w, d_b = naive.conv2d_params_grad(x, d_out, wt.shape, *args)
+        d_x = naive.conv2d_input_grad(wt, d_out, x.shape, *args)
+        return (x, wt, d_out, np.empty_like(x), np.empty_like(wt), np.empty(4, dtype), g), {3: d_x, 4: d_w, 5: d_b}
+
+    return forward, backward
 
 
-def case_conv2d_bwd(rng, dtype):
-    x, wt = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype)
-    d_out = _rand(rng, (N, 4, CONV.oh, CONV.ow), dtype)
-    d_w, d_b = naive.conv2d_params_grad(x, d_out, wt.shape, *CONV_ARGS)
-    d_x = naive.conv2d_input_grad(wt, d_out, x.shape, *CONV_ARGS)
-    return (x, wt, d_out, np.empty_like(x), np.empty_like(wt), np.empty(4, dtype), CONV), {3: d_x, 4: d_w, 5: d_b}
+case_conv2d_fwd, case_conv2d_bwd = _conv_cases(CONV)
+# the direct kernels: stride 1, one group (dilation and padding as CONV's)
+case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV._replace(sh=1, oh=naive.out_size(H, 3, 1, 1, 1)))
 
 
 def case_sgd_update(rng, dtype):

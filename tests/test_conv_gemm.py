@@ -1,6 +1,7 @@
 """The convolution kernels conv2d_fwd / conv2d_bwd: the C backend's implicit
-GEMM (column tiles in cache, BLAS called from C) and the im2col + matmul
-driver of the other backends, against the loop oracle (tests/naive.py)."""
+GEMM (column tiles in cache, BLAS called from C) and direct convolution, and
+the im2col + matmul driver of the other backends, against the loop oracle
+(tests/naive.py)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -106,6 +107,42 @@ def test_every_backend_matches_the_reference_on_random_geometry(cfg):
         _check(backend, **cfg)
 
 
+@settings(max_examples=60, deadline=None)
+@given(conv_shapes())
+def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
+    """Pinned to "direct": stride-1 one-group geometries run the direct
+    kernels (any kernel size, padding, dilation); the others fall back."""
+    _c()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTCONV_CONV_PATH", "direct")
+        _check("c", **{**cfg, "stride": (1, 1), "groups": 1, "c": cfg["c"] // cfg["groups"],
+                       "f": cfg["f"] // cfg["groups"]})
+
+
+@pytest.mark.parametrize("shape", [
+    # more positions than one register block, more filters than one filter block, more images than blocks
+    dict(n=10, c=5, h=19, w=23, f=19, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    # padding beyond the kernel's reach: the input gradient crops its padded gradient
+    dict(n=2, c=3, h=6, w=5, f=4, k=(3, 3), padding=(3, 2), dilation=(1, 1)),
+    dict(n=3, c=4, h=9, w=8, f=6, k=(5, 3), padding=(2, 0), dilation=(2, 3)),
+    dict(n=2, c=33, h=3, w=3, f=2, k=(1, 1), padding=(0, 0), dilation=(1, 1)),
+])
+def test_the_c_direct_convolution_across_blocks_and_paddings(shape, dtype, monkeypatch):
+    _c()
+    monkeypatch.setenv("FASTCONV_CONV_PATH", "direct")
+    _check("c", **shape, stride=(1, 1), groups=1, bias=True, dtype=dtype, seed=8)
+
+
+def test_the_c_direct_kernels_refuse_strides_and_groups():
+    c = _c()
+    x, wt, out = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32), np.empty((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="fc_conv2d_direct_fwd"):
+        c.conv2d_direct_fwd(x, wt[:, :1].repeat(2, 1), None, out, ConvGeometry(1, 2, 5, 5, 2, 3, 3, 2, 2, 0, 0, 1, 1, 2, 2, 1))
+    with pytest.raises(ValueError, match="fc_conv2d_direct_bwd"):
+        c.conv2d_direct_bwd(x, wt, np.ones((1, 2, 3, 3), np.float32), None, np.empty_like(wt), None,
+                            ConvGeometry(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2))
+
+
 @pytest.mark.parametrize("shape", [
     # several column tiles per image (C*KH*KW*positions past the 256 KB tile)
     dict(n=3, c=16, h=40, w=37, f=8, k=(3, 3), stride=(1, 1), padding=(1, 1)),
@@ -140,8 +177,10 @@ def test_numpys_blas_is_found_and_attached():
     assert c.BLAS_PATH is not None and c.lib.fc_blas_ready()
 
 
-def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads():
+@pytest.mark.parametrize("path", ["implicit", "direct"])
+def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads(path, monkeypatch):
     _c()
+    monkeypatch.setenv("FASTCONV_CONV_PATH", path)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((13, 8, 12, 12), dtype=np.float32)
     wt = rng.standard_normal((16, 8, 3, 3), dtype=np.float32)
@@ -168,8 +207,8 @@ def test_a_bad_geometry_record_is_refused_by_the_c_kernel():
         c._CONV_PATHS["implicit"][0](x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
 
 
-@pytest.mark.parametrize("path", ["im2col", "auto"])
-def test_the_c_convolutions_other_path_and_the_measured_choice(path, dtype, monkeypatch, tmp_path):
+@pytest.mark.parametrize("path", ["im2col", "direct", "auto"])
+def test_the_c_convolutions_other_paths_and_the_measured_choice(path, dtype, monkeypatch, tmp_path):
     c = _c()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the autotuner's file goes here
     monkeypatch.setenv("FASTCONV_CONV_PATH", path)
@@ -180,8 +219,10 @@ def test_the_c_convolutions_other_path_and_the_measured_choice(path, dtype, monk
     _check("c", n=9, c=6, h=8, w=7, f=5, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
            bias=True, dtype=dtype, seed=6)
     if path == "auto" and c.lib.fc_blas_ready():
-        assert list(c._conv_choice.values())[0] in ("implicit", "im2col")
-        assert len(c._conv_choice) == 1  # measured once for the shape, then remembered
+        # forward and backward chosen apart
+        assert {stage for stage, *_ in c._conv_choice} == {"forward", "backward"}
+        assert set(c._conv_choice.values()) <= {"implicit", "im2col", "direct"}
+        assert len(c._conv_choice) == 2  # measured once per stage for the shape, then remembered
     _autotune.forget()
 
 
@@ -190,5 +231,5 @@ def test_a_bad_conv_path_setting_is_refused(monkeypatch):
     if not c.lib.fc_blas_ready():
         pytest.skip("no BLAS attached: one path only")
     monkeypatch.setenv("FASTCONV_CONV_PATH", "fastest")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit or im2col"):
+    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit, im2col or direct"):
         F.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32), backend="c")

@@ -145,48 +145,67 @@ def attach_blas() -> str | None:
 
 BLAS_PATH = attach_blas()
 
-# Two ways to run a convolution, chosen per shape by measuring both on first
-# use (fastconv/_autotune.py; $FASTCONV_CONV_PATH pins one): the implicit GEMM
-# above, one single-threaded GEMM per image tile (wins on large maps, 1x1 and
-# few-tap convolutions), or im2col + NumPy's multithreaded matmul over a chunk
-# of images (wins when an image has few output positions: the GEMM is wider).
-# Without a BLAS to call from C only the second exists.
+# Three ways to run a convolution, chosen per shape -- forward and backward
+# separately -- by measuring them on first use (fastconv/_autotune.py;
+# $FASTCONV_CONV_PATH pins one):
+# - "implicit": one single-threaded BLAS GEMM per image tile of columns built
+#   in cache (wins on 1x1 and strided convolutions, wide maps);
+# - "im2col": im2col + NumPy's multithreaded matmul over a chunk of images
+#   (wins when an image has few output positions: the GEMM is wider);
+# - "direct": stride 1, one group: the padded image read at shifted offsets,
+#   register-blocked, no BLAS (csrc/conv_direct_tmpl.h; wins on 3x3 maps of
+#   16x16 and more).
+# Without a BLAS to call from C, "implicit" is not offered.
 ENV_CONV_PATH = "FASTCONV_CONV_PATH"
 _CONV_PATHS = {
     "implicit": (conv2d_fwd, conv2d_bwd),  # noqa: F821 - the C kernels, bound above
     "im2col": _gemm_conv.make_conv2d_kernels(im2col, col2im),  # noqa: F821
+    "direct": (conv2d_direct_fwd, conv2d_direct_bwd),  # noqa: F821
 }
 _conv_choice: dict = {}
 
 
-def conv_path(x, wt, b, g) -> str:
-    """"implicit" or "im2col" for this call's shape (see _CONV_PATHS)."""
-    if not lib.fc_blas_ready():
-        return "im2col"
+def _paths_for(g) -> list[str]:
+    """The paths that can run geometry ``g`` here."""
+    names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
+    if g.sh == 1 and g.sw == 1 and g.groups == 1:
+        names.append("direct")
+    return names
+
+
+def conv_path(stage: str, x, wt, b, g) -> str:
+    """The path ("implicit", "im2col" or "direct") that runs ``stage``
+    ("forward" or "backward") of this call's shape: pinned by
+    $FASTCONV_CONV_PATH, else the fastest measured.  The backward is measured
+    with the input gradient and runs the same path without it, so the weight
+    gradient does not depend on whether the input gradient was asked for."""
+    names = _paths_for(g)
     pinned = os.environ.get(ENV_CONV_PATH, "auto").strip().lower()
     if pinned in _CONV_PATHS:
-        return pinned
+        return pinned if pinned in names else names[0]
     if pinned != "auto":
-        raise ValueError(f"${ENV_CONV_PATH} must be auto, implicit or im2col, got {pinned!r}")
-    key = (x.dtype.str, g)
+        raise ValueError(f"${ENV_CONV_PATH} must be auto, implicit, im2col or direct, got {pinned!r}")
+    if len(names) == 1:
+        return names[0]
+    key = (stage, x.dtype.str, g)
     if key not in _conv_choice:
         from .. import _autotune
 
         out = np.empty((g.n, g.f, g.oh, g.ow), dtype=x.dtype)
-        d_x, d_w = np.empty_like(x), np.empty_like(wt)
-        d_b = None if b is None else np.empty_like(b)
-
-        def candidate(fwd, bwd):  # forward and backward, the output as its own gradient
-            return lambda: (fwd(x, wt, b, out, g), bwd(x, wt, out, d_x, d_w, d_b, g))
-
-        cands = {name: candidate(*kernels) for name, kernels in _CONV_PATHS.items()}
-        _conv_choice[key] = _autotune.choose(f"conv2d {x.dtype} {tuple(g)}", cands, level=ISA_LEVEL, repeats=3)
+        d_x = np.empty_like(x)
+        d_w, d_b = np.empty_like(wt), None if b is None else np.empty_like(b)
+        if stage == "forward":
+            cands = {n: (lambda fwd=_CONV_PATHS[n][0]: fwd(x, wt, b, out, g)) for n in names}
+        else:  # the output as its own gradient
+            cands = {n: (lambda bwd=_CONV_PATHS[n][1]: bwd(x, wt, out, d_x, d_w, d_b, g)) for n in names}
+        what = f"conv2d {stage} {x.dtype} {tuple(g)}"
+        _conv_choice[key] = _autotune.choose(what, cands, level=ISA_LEVEL, repeats=3)
     return _conv_choice[key]
 
 
 def conv2d_fwd(x, wt, b, out, g):
-    _CONV_PATHS[conv_path(x, wt, b, g)][0](x, wt, b, out, g)
+    _CONV_PATHS[conv_path("forward", x, wt, b, g)][0](x, wt, b, out, g)
 
 
 def conv2d_bwd(x, wt, d_out, d_x, d_w, d_b, g):
-    _CONV_PATHS[conv_path(x, wt, d_b, g)][1](x, wt, d_out, d_x, d_w, d_b, g)
+    _CONV_PATHS[conv_path("backward", x, wt, d_b, g)][1](x, wt, d_out, d_x, d_w, d_b, g)

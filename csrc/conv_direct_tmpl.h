@@ -1,0 +1,322 @@
+/* Direct convolution for stride 1 and one group, for one element type
+ * (included by conv_direct.c through instantiate.h with REAL and FN(name)).
+ *
+ * Why: with stride 1, the input an output row reads is a contiguous row of
+ * the zero-padded image.  Lay the outputs out on the padded width (position
+ * p = y*WP + x, x < WP; the WP - OW extra columns per row are computed and
+ * dropped) and every tap (c, i, j) reads the padded image at a fixed offset
+ * c*HP*WP + i*dh*WP + j*dw from p: the whole convolution is
+ *     out[f, p] = sum over taps k of w[f, k] * xp[off[k] + p],
+ * a GEMM whose right-hand matrix is the padded image itself, read at shifted
+ * offsets -- nothing is unfolded (no im2col), nothing is packed.  A register
+ * block of D_MR filters x D_NV vectors of positions stays in registers over
+ * all taps: per tap, D_NV vector loads and D_MR broadcasts feed D_MR*D_NV
+ * multiply-adds.  Position blocks are the outer loop, so one block's input
+ * rows stay in L1 while every filter block reads them.
+ *
+ * The input gradient is the same computation: a stride-1 correlation of the
+ * output gradient (padded by (K-1)*d - p) with the weights flipped and
+ * transposed.  The weight gradient runs the same layout the other way:
+ * d_w[f, k] = sum over p of dy[f, p] * xp[off[k] + p], register blocks of
+ * D_GF filters x D_GT taps, each accumulator a vector of positions.  Per image
+ * nothing is shared between threads: tasks are images (forward) or fixed
+ * blocks of images (backward, summed in block order: the same bits at any
+ * thread count).
+ */
+
+/* Elements per 64-byte block; the register tiles per instruction set (32
+ * vector registers with AVX-512, 16 otherwise: a block is then two). */
+#define DVEC ((int64_t)(64 / sizeof(REAL)))
+#if defined(__AVX512F__)
+#define D_MR 8
+#define D_NV 2
+#define D_GF 4
+#define D_GT 4
+#else
+#define D_MR 4
+#define D_NV 1
+#define D_GF 2
+#define D_GT 2
+#endif
+#define D_PB (D_NV * DVEC) /* positions per register block */
+
+typedef REAL FN(dvec) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
+
+static inline FN(dvec) FN(dload)(const REAL *p) { return *(const FN(dvec) *)p; }
+
+/* Geometry of one stride-1 correlation as this file runs it. */
+typedef struct {
+    int64_t ci, fo, fr;     /* input planes, output planes, output planes rounded up to D_MR */
+    int64_t kh, kw, dh, dw; /* kernel and dilation */
+    int64_t hp, wp;         /* padded input plane */
+    int64_t oh, ow;         /* output plane (oh = hp - (kh-1)*dh, ow <= wp - (kw-1)*dw) */
+    int64_t len, lr;        /* positions oh*wp, rounded up to whole register blocks */
+} FN(dgeom);
+
+static FN(dgeom) FN(direct_geom)(int64_t ci, int64_t fo, int64_t kh, int64_t kw, int64_t dh, int64_t dw,
+                                 int64_t hp, int64_t wp, int64_t ow, int64_t round_f) {
+    FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp,
+                   hp - (kh - 1) * dh, ow, 0, 0};
+    d.len = d.oh * d.wp;
+    d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
+    return d;
+}
+
+/* Elements of a padded-input buffer: the planes, then zero slack for the
+ * reads of the last (rounded-up) position block. */
+static int64_t FN(padded_size)(const FN(dgeom) *d) {
+    return d->ci * d->hp * d->wp + (d->lr - d->len) + d->kw * d->dw + 2 * DVEC;
+}
+
+/* dst (planes of hp x wp, zero elsewhere, slack zeroed) <- src planes of
+ * h x w placed at (top, left); negative offsets crop. */
+static void FN(pad_planes)(const REAL *restrict src, REAL *restrict dst, int64_t planes, int64_t h, int64_t w,
+                           int64_t top, int64_t left, const FN(dgeom) *d) {
+    memset(dst, 0, sizeof(REAL) * FN(padded_size)(d));
+    const int64_t x0 = left < 0 ? -left : 0, x1 = w < d->wp - left ? w : d->wp - left;
+    if (x1 <= x0) return;
+    for (int64_t c = 0; c < planes; ++c)
+        for (int64_t y = 0; y < h; ++y) {
+            const int64_t yd = y + top;
+            if (yd < 0 || yd >= d->hp) continue;
+            memcpy(dst + (c * d->hp + yd) * d->wp + left + x0, src + (c * h + y) * w + x0, sizeof(REAL) * (x1 - x0));
+        }
+}
+
+/* One register block: buf (fr x D_PB) rows f0..f0+D_MR <- the correlation at
+ * positions p0.. of the padded planes xp with wt ([ci*kh*kw][fr]). */
+static inline __attribute__((always_inline)) void FN(direct_block)(
+    const REAL *restrict xp, const REAL *restrict wt, REAL *restrict buf, int64_t p0, int64_t f0,
+    int64_t ci, int64_t fr, int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t hp, int64_t wp) {
+    FN(dvec) acc[D_MR][D_NV];
+    for (int m = 0; m < D_MR; ++m)
+        for (int v = 0; v < D_NV; ++v) acc[m][v] = (FN(dvec)){0};
+    const int64_t plane = hp * wp;
+    for (int64_t c = 0; c < ci; ++c) {
+        const REAL *xc = xp + c * plane + p0;
+        const REAL *wc = wt + c * kh * kw * fr + f0;
+        for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) {
+                const REAL *xr = xc + i * dh * wp + j * dw;
+                const REAL *w = wc + (i * kw + j) * fr;
+                FN(dvec) xv[D_NV];
+                for (int v = 0; v < D_NV; ++v) xv[v] = FN(dload)(xr + v * DVEC);
+                for (int m = 0; m < D_MR; ++m) {
+                    const REAL wv = w[m];
+                    for (int v = 0; v < D_NV; ++v) acc[m][v] += wv * xv[v];
+                }
+            }
+    }
+    for (int m = 0; m < D_MR; ++m)
+        for (int v = 0; v < D_NV; ++v) *(FN(dvec) *)(buf + (f0 + m) * D_PB + v * DVEC) = acc[m][v];
+}
+
+/* All filter blocks at position block p0, with the common kernels'
+ * sizes as constants (unrolled taps: ~2x the generic loop's speed). */
+static void FN(direct_position_block)(const REAL *restrict xp, const REAL *restrict wt, REAL *restrict buf,
+                                      int64_t p0, const FN(dgeom) *d) {
+    for (int64_t f0 = 0; f0 < d->fr; f0 += D_MR) {
+        if (d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1)
+            FN(direct_block)(xp, wt, buf, p0, f0, d->ci, d->fr, 3, 3, 1, 1, d->hp, d->wp);
+        else if (d->kh == 1 && d->kw == 1)
+            FN(direct_block)(xp, wt, buf, p0, f0, d->ci, d->fr, 1, 1, 1, 1, d->hp, d->wp);
+        else
+            FN(direct_block)(xp, wt, buf, p0, f0, d->ci, d->fr, d->kh, d->kw, d->dh, d->dw, d->hp, d->wp);
+    }
+}
+
+/* out (fo planes of oh x ow) <- bias + correlation of the padded planes xp
+ * with wt; buf: scratch of fr x D_PB. */
+static void FN(direct_image)(const REAL *restrict xp, const REAL *restrict wt, const REAL *restrict bias,
+                             REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d) {
+    const int64_t oplane = d->oh * d->ow;
+    for (int64_t p0 = 0; p0 < d->len; p0 += D_PB) {
+        FN(direct_position_block)(xp, wt, buf, p0, d);
+        /* keep the block's positions that are outputs (x < ow), add the bias */
+        const int64_t end = p0 + D_PB < d->len ? p0 + D_PB : d->len;
+        for (int64_t p = p0; p < end;) {
+            const int64_t y = p / d->wp, x = p % d->wp;
+            const int64_t run_end = p - x + d->wp < end ? p - x + d->wp : end; /* the rest of this row */
+            if (x < d->ow) {
+                const int64_t n = (run_end < p - x + d->ow ? run_end : p - x + d->ow) - p;
+                for (int64_t f = 0; f < d->fo; ++f) {
+                    const REAL *src = buf + f * D_PB + (p - p0);
+                    REAL *dst = out + f * oplane + y * d->ow + x;
+                    const REAL b = bias != NULL ? bias[f] : 0;
+                    for (int64_t q = 0; q < n; ++q) dst[q] = src[q] + b;
+                }
+            }
+            p = run_end;
+        }
+    }
+}
+
+/* wt_out ([taps][fr], zero past fo) <- the weights (fo, ci, kh, kw) as the
+ * kernel reads them; flip: the input gradient's weights, w[f, c] with the
+ * kernel reversed, indexed [(f*kh + i)*kw + j][c]. */
+static void FN(direct_weights)(const REAL *restrict w, REAL *restrict wt_out, int64_t f, int64_t c, int64_t kh,
+                               int64_t kw, int64_t fr, int flip) {
+    const int64_t taps = kh * kw;
+    if (!flip) {
+        memset(wt_out, 0, sizeof(REAL) * c * taps * fr);
+        for (int64_t fi = 0; fi < f; ++fi)
+            for (int64_t k = 0; k < c * taps; ++k) wt_out[k * fr + fi] = w[fi * c * taps + k];
+        return;
+    }
+    /* input gradient: output planes are c (fr rounded from c), taps run over f */
+    memset(wt_out, 0, sizeof(REAL) * f * taps * fr);
+    for (int64_t fi = 0; fi < f; ++fi)
+        for (int64_t ci = 0; ci < c; ++ci)
+            for (int64_t t = 0; t < taps; ++t)
+                wt_out[(fi * taps + t) * fr + ci] = w[(fi * c + ci) * taps + (taps - 1 - t)];
+}
+
+int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
+                             REAL *restrict out, const fc_conv_geom *g) {
+    if (!fc_direct_applies(g)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(g);
+    if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    const FN(dgeom) d = FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_MR);
+    REAL *wd = malloc(sizeof(REAL) * c * fh * fw * d.fr);
+    if (wd == NULL) return FC_ERR_NOMEM;
+    FN(direct_weights)(wt, wd, f, c, fh, fw, d.fr, 0);
+    int nomem = 0;
+#pragma omp parallel num_threads(fc_threads_for(2 * n * f * d.len * c * fh * fw))
+    {
+        REAL *xp = fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&d));
+        REAL *buf = fc_alloc_lines(sizeof(REAL) * d.fr * D_PB);
+        if (xp == NULL || buf == NULL) {
+#pragma omp atomic write
+            nomem = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t img = 0; img < n; ++img) {
+            if (xp == NULL || buf == NULL) continue;
+            FN(pad_planes)(x + img * c * h * w, xp, c, h, w, ph, pw, &d);
+            FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &d);
+        }
+        free(xp);
+        free(buf);
+    }
+    free(wd);
+    return nomem ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* part[f*taps_all + k] += sum over positions of dyf[f] * xp[off[k] + .] for
+ * every filter and tap (dyf: fr rows of lr, zero at non-output positions). */
+static void FN(direct_weight_grad)(const REAL *restrict xp, const REAL *restrict dyf, const int64_t *restrict off,
+                                   double *restrict part, int64_t f, int64_t fr, int64_t taps, int64_t lr) {
+    const int64_t tr = (taps + D_GT - 1) / D_GT * D_GT;
+    for (int64_t f0 = 0; f0 < fr; f0 += D_GF) {
+        for (int64_t k0 = 0; k0 < tr; k0 += D_GT) {
+            FN(dvec) acc[D_GF][D_GT];
+            for (int m = 0; m < D_GF; ++m)
+                for (int t = 0; t < D_GT; ++t) acc[m][t] = (FN(dvec)){0};
+            const REAL *xs[D_GT];
+            for (int t = 0; t < D_GT; ++t) xs[t] = xp + off[k0 + t];
+            for (int64_t p = 0; p < lr; p += DVEC) {
+                FN(dvec) dv[D_GF], xv[D_GT];
+                for (int m = 0; m < D_GF; ++m) dv[m] = FN(dload)(dyf + (f0 + m) * lr + p);
+                for (int t = 0; t < D_GT; ++t) xv[t] = FN(dload)(xs[t] + p);
+                for (int m = 0; m < D_GF; ++m)
+                    for (int t = 0; t < D_GT; ++t) acc[m][t] += dv[m] * xv[t];
+            }
+            for (int m = 0; m < D_GF; ++m) {
+                if (f0 + m >= f) break;
+                for (int t = 0; t < D_GT && k0 + t < taps; ++t) {
+                    REAL s = 0;
+                    for (int64_t e = 0; e < DVEC; ++e) s += acc[m][t][e];
+                    part[(f0 + m) * taps + k0 + t] += s;
+                }
+            }
+        }
+    }
+}
+
+int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
+                             REAL *restrict d_x, REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *g) {
+    if (!fc_direct_applies(g)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(g);
+    if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow;
+    /* weight gradient: x padded as in forward, dy on the same padded width */
+    const FN(dgeom) dw_g = FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_GF);
+    /* input gradient: dy padded by (k-1)*d - p, correlated with the flipped weights */
+    const int64_t qh = (fh - 1) * dh - ph, qw = (fw - 1) * dw - pw;
+    const FN(dgeom) dx_g = FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
+    const int64_t blocks = n < 8 ? n : 8; /* fixed by n alone: the same sums at any thread count */
+    double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
+    REAL *wflip = d_x != NULL ? malloc(sizeof(REAL) * f * fh * fw * dx_g.fr) : NULL;
+    int64_t *off = malloc(sizeof(int64_t) * (taps + D_GT));
+    if (parts == NULL || off == NULL || (d_x != NULL && wflip == NULL)) {
+        free(parts), free(wflip), free(off);
+        return FC_ERR_NOMEM;
+    }
+    if (d_x != NULL) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t i = 0; i < fh; ++i)
+            for (int64_t j = 0; j < fw; ++j)
+                off[(ch * fh + i) * fw + j] = (ch * dw_g.hp + i * dh) * dw_g.wp + j * dw;
+    for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
+    int nomem = 0;
+#pragma omp parallel num_threads(fc_threads_for(4 * n * f * dw_g.len * taps))
+    {
+        REAL *xp = fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dw_g));
+        REAL *dyf = fc_alloc_lines(sizeof(REAL) * (dw_g.fr * dw_g.lr + DVEC));
+        REAL *dyp = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dx_g)) : NULL;
+        REAL *buf = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * dx_g.fr * D_PB) : NULL;
+        const int ok = xp != NULL && dyf != NULL && (d_x == NULL || (dyp != NULL && buf != NULL));
+        if (!ok) {
+#pragma omp atomic write
+            nomem = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+            if (!ok) continue;
+            double *part = parts + blk * (f * taps + f);
+            for (int64_t img = blk * n / blocks; img < (blk + 1) * n / blocks; ++img) {
+                const REAL *dy = d_out + img * f * ohw;
+                FN(pad_planes)(x + img * c * hw, xp, c, h, w, ph, pw, &dw_g);
+                memset(dyf, 0, sizeof(REAL) * dw_g.fr * dw_g.lr);
+                for (int64_t fi = 0; fi < f; ++fi) {
+                    double s = 0;
+                    for (int64_t y = 0; y < oh; ++y)
+                        for (int64_t xx = 0; xx < ow; ++xx) {
+                            const REAL v = dy[(fi * oh + y) * ow + xx];
+                            dyf[fi * dw_g.lr + y * dw_g.wp + xx] = v;
+                            s += v;
+                        }
+                    part[f * taps + fi] += s;
+                }
+                FN(direct_weight_grad)(xp, dyf, off, part, f, dw_g.fr, taps, dw_g.lr);
+                if (d_x != NULL) {
+                    FN(pad_planes)(dy, dyp, f, oh, ow, qh, qw, &dx_g);
+                    FN(direct_image)(dyp, wflip, NULL, d_x + img * c * hw, buf, &dx_g);
+                }
+            }
+        }
+        free(xp);
+        free(dyf);
+        free(dyp);
+        free(buf);
+    }
+    if (!nomem) {
+        for (int64_t e = 0; e < f * taps + f; ++e) {
+            double s = 0;
+            for (int64_t blk = 0; blk < blocks; ++blk) s += parts[blk * (f * taps + f) + e];
+            if (e < f * taps) d_w[e] = (REAL)s;
+            else if (d_b != NULL) d_b[e - f * taps] = (REAL)s;
+        }
+    }
+    free(parts);
+    free(wflip);
+    free(off);
+    return nomem ? FC_ERR_NOMEM : FC_OK;
+}
+
+#undef D_PB
+#undef D_MR
+#undef D_NV
+#undef D_GF
+#undef D_GT
+#undef DVEC
