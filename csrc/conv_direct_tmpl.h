@@ -21,7 +21,13 @@
  * D_GF filters x D_GT taps, each accumulator a vector of positions.  Per image
  * nothing is shared between threads: tasks are images (forward) or fixed
  * blocks of images (backward, summed in block order: the same bits at any
- * thread count).
+ * thread count).  For the weight gradient a block's images are laid side by
+ * side along the positions, so small maps still give long runs.
+ *
+ * The extra positions (x >= OW, and between stacked images) are computed
+ * with a zero output gradient; with non-finite inputs (inf) that adds
+ * 0 * inf = NaN to taps whose exact gradient is finite -- where an inf input
+ * already makes most of the exact weight gradient non-finite.
  */
 
 /* Elements per 64-byte block; the register tiles per instruction set (32
@@ -239,33 +245,33 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
     const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow;
-    /* weight gradient: x padded as in forward, dy on the same padded width */
-    const FN(dgeom) dw_g = FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_GF);
     /* input gradient: dy padded by (k-1)*d - p, correlated with the flipped weights */
     const int64_t qh = (fh - 1) * dh - ph, qw = (fw - 1) * dw - pw;
     const FN(dgeom) dx_g = FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
     const int64_t blocks = n < 8 ? n : 8; /* fixed by n alone: the same sums at any thread count */
+    /* weight gradient: x padded as in forward, dy on the same padded width;
+     * `stack` images side by side along the positions (plane after plane
+     * per channel), so small maps still give long runs of positions */
+    const int64_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp, fr = (f + D_GF - 1) / D_GF * D_GF;
+    const int64_t stack = fc_clamp((1024 + plane - 1) / plane, 1, (n + blocks - 1) / blocks);
+    const int64_t lr_max = (stack * plane + DVEC - 1) / DVEC * DVEC;
+    const int64_t xs_size = c * stack * plane + lr_max + fw * dw + 2 * DVEC;
     double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
     REAL *wflip = d_x != NULL ? malloc(sizeof(REAL) * f * fh * fw * dx_g.fr) : NULL;
-    int64_t *off = malloc(sizeof(int64_t) * (taps + D_GT));
-    if (parts == NULL || off == NULL || (d_x != NULL && wflip == NULL)) {
-        free(parts), free(wflip), free(off);
+    if (parts == NULL || (d_x != NULL && wflip == NULL)) {
+        free(parts), free(wflip);
         return FC_ERR_NOMEM;
     }
     if (d_x != NULL) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
-    for (int64_t ch = 0; ch < c; ++ch)
-        for (int64_t i = 0; i < fh; ++i)
-            for (int64_t j = 0; j < fw; ++j)
-                off[(ch * fh + i) * fw + j] = (ch * dw_g.hp + i * dh) * dw_g.wp + j * dw;
-    for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
     int nomem = 0;
-#pragma omp parallel num_threads(fc_threads_for(4 * n * f * dw_g.len * taps))
+#pragma omp parallel num_threads(fc_threads_for(4 * n * f * oh * wp * taps))
     {
-        REAL *xp = fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dw_g));
-        REAL *dyf = fc_alloc_lines(sizeof(REAL) * (dw_g.fr * dw_g.lr + DVEC));
+        REAL *xs = fc_alloc_lines(sizeof(REAL) * xs_size);
+        REAL *dyf = fc_alloc_lines(sizeof(REAL) * (fr * lr_max + DVEC));
+        int64_t *off = malloc(sizeof(int64_t) * (taps + D_GT));
         REAL *dyp = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dx_g)) : NULL;
         REAL *buf = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * dx_g.fr * D_PB) : NULL;
-        const int ok = xp != NULL && dyf != NULL && (d_x == NULL || (dyp != NULL && buf != NULL));
+        const int ok = xs != NULL && dyf != NULL && off != NULL && (d_x == NULL || (dyp != NULL && buf != NULL));
         if (!ok) {
 #pragma omp atomic write
             nomem = 1;
@@ -274,29 +280,46 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         for (int64_t blk = 0; blk < blocks; ++blk) {
             if (!ok) continue;
             double *part = parts + blk * (f * taps + f);
-            for (int64_t img = blk * n / blocks; img < (blk + 1) * n / blocks; ++img) {
-                const REAL *dy = d_out + img * f * ohw;
-                FN(pad_planes)(x + img * c * hw, xp, c, h, w, ph, pw, &dw_g);
-                memset(dyf, 0, sizeof(REAL) * dw_g.fr * dw_g.lr);
-                for (int64_t fi = 0; fi < f; ++fi) {
-                    double s = 0;
-                    for (int64_t y = 0; y < oh; ++y)
-                        for (int64_t xx = 0; xx < ow; ++xx) {
-                            const REAL v = dy[(fi * oh + y) * ow + xx];
-                            dyf[fi * dw_g.lr + y * dw_g.wp + xx] = v;
-                            s += v;
-                        }
-                    part[f * taps + fi] += s;
+            const int64_t first = blk * n / blocks, last = (blk + 1) * n / blocks;
+            for (int64_t img0 = first; img0 < last; img0 += stack) {
+                const int64_t bc = last - img0 < stack ? last - img0 : stack;
+                const int64_t lr = (bc * plane + DVEC - 1) / DVEC * DVEC;
+                /* xs: plane (ch * bc + b) = image img0 + b, channel ch, padded */
+                memset(xs, 0, sizeof(REAL) * xs_size);
+                memset(dyf, 0, sizeof(REAL) * fr * lr);
+                for (int64_t b = 0; b < bc; ++b) {
+                    const REAL *xi = x + (img0 + b) * c * hw, *dy = d_out + (img0 + b) * f * ohw;
+                    for (int64_t ch = 0; ch < c; ++ch)
+                        for (int64_t y = 0; y < h; ++y)
+                            memcpy(xs + ((ch * bc + b) * hp + y + ph) * wp + pw, xi + (ch * h + y) * w,
+                                   sizeof(REAL) * w);
+                    for (int64_t fi = 0; fi < f; ++fi) {
+                        double sum = 0;
+                        for (int64_t y = 0; y < oh; ++y)
+                            for (int64_t xx = 0; xx < ow; ++xx) {
+                                const REAL v = dy[(fi * oh + y) * ow + xx];
+                                dyf[fi * lr + b * plane + y * wp + xx] = v;
+                                sum += v;
+                            }
+                        part[f * taps + fi] += sum;
+                    }
                 }
-                FN(direct_weight_grad)(xp, dyf, off, part, f, dw_g.fr, taps, dw_g.lr);
-                if (d_x != NULL) {
-                    FN(pad_planes)(dy, dyp, f, oh, ow, qh, qw, &dx_g);
-                    FN(direct_image)(dyp, wflip, NULL, d_x + img * c * hw, buf, &dx_g);
-                }
+                for (int64_t ch = 0; ch < c; ++ch)
+                    for (int64_t i = 0; i < fh; ++i)
+                        for (int64_t j = 0; j < fw; ++j)
+                            off[(ch * fh + i) * fw + j] = (ch * bc * hp + i * dh) * wp + j * dw;
+                for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
+                FN(direct_weight_grad)(xs, dyf, off, part, f, fr, taps, lr);
+                if (d_x != NULL)
+                    for (int64_t b = 0; b < bc; ++b) {
+                        FN(pad_planes)(d_out + (img0 + b) * f * ohw, dyp, f, oh, ow, qh, qw, &dx_g);
+                        FN(direct_image)(dyp, wflip, NULL, d_x + (img0 + b) * c * hw, buf, &dx_g);
+                    }
             }
         }
-        free(xp);
+        free(xs);
         free(dyf);
+        free(off);
         free(dyp);
         free(buf);
     }
@@ -310,7 +333,6 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     }
     free(parts);
     free(wflip);
-    free(off);
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
