@@ -191,7 +191,9 @@ def conv_path(stage: str, x, wt, b, g) -> str:
     if key not in _conv_choice:
         from .. import _autotune
 
-        out = np.empty((g.n, g.f, g.oh, g.ow), dtype=x.dtype)
+        # out doubles as the backward's output gradient: defined values (fresh
+        # memory could hold infs and NaNs, and warnings from the timing runs)
+        out = np.zeros((g.n, g.f, g.oh, g.ow), dtype=x.dtype)
         d_x = np.empty_like(x)
         d_w, d_b = np.empty_like(wt), None if b is None else np.empty_like(b)
         if stage == "forward":
