@@ -61,10 +61,10 @@ static inline void FN(pool22_short)(const REAL *restrict plane, int64_t ld, int6
  * (and, in ceil mode, whatever lies past it) is -inf and never wins. */
 static inline void FN(window_max)(const REAL *restrict plane, int64_t ld, int64_t h, int64_t w,
                                   int64_t oy, int64_t ox, REAL *restrict o, int64_t *restrict ix,
-                                  const fc_pool_geom *g) {
-    const int64_t y0 = oy * g->sh - g->ph, x0 = ox * g->sw - g->pw;
-    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh > h ? h : y0 + g->kh;
-    const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw > w ? w : x0 + g->kw;
+                                  int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
+    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
+    const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
     /* the first in-bounds element starts the scan */
     int64_t at = ya * w + xa;
     REAL best = plane[ya * ld + xa];
@@ -103,8 +103,9 @@ static inline void FN(maxpool_plane)(const REAL *restrict plane, int64_t ld, REA
              * code (a scalar tail mispredicts its branches on random data). */
             if (body < fit_w) FN(pool22_span)(plane, ld, w, oy, orow, irow, fit_w - POOL_CHUNK, fit_w);
         }
+        if (fit_h == oh && fit_w == ow) return; /* floor mode: every window was inside */
     }
     for (int64_t oy = 0; oy < oh; ++oy)
         for (int64_t ox = oy < fit_h ? fit_w : 0; ox < ow; ++ox)
-            FN(window_max)(plane, ld, h, w, oy, ox, o + oy * ow + ox, ix + oy * ow + ox, g);
+            FN(window_max)(plane, ld, h, w, oy, ox, o + oy * ow + ox, ix + oy * ow + ox, kh, kw, sh, sw, ph, pw);
 }

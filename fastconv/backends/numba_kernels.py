@@ -209,7 +209,9 @@ def maxpool_fwd(x, out, idx, g):
                         if seg == 1:
                             if body == fit_w:
                                 break
-                            lo, hi = fit_w - 8, fit_w
+                            # max(.., 0): fit_w >= 8 here, but LLVM vectorises only
+                            # when it can see lo >= 0 (3x slower without)
+                            lo, hi = max(fit_w - 8, 0), fit_w
                         for ox in range(uint64(lo), uint64(hi)):
                             a = r0 + uint64(2) * ox
                             top = xf[plane + a]  # (own names: these are uint64, the
