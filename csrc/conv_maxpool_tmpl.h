@@ -168,7 +168,7 @@ int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, con
             for (int64_t fi = 0; fi < f; ++fi) {
                 FN(conv_plane)(xp, wt + fi * c * fh * fw, b[fi], plane, c, fh, fw, sh, sw, dh, dw, oh, s);
                 const int64_t at = (img * f + fi) * poh * pow_;
-                FN(maxpool_plane)(plane, s.owp, out + at, idx + at, pg);
+                FN(maxpool_plane)(plane, s.owp, oh, ow, out + at, idx + at, kh, kw, psh, psw, 0, 0, poh, pow_);
             }
         }
         free(xp);

@@ -57,55 +57,49 @@ static inline void FN(pool22_short)(const REAL *restrict plane, int64_t ld, int6
     }
 }
 
-/* The max over the window of output (oy, ox), clipped to the plane: padding
- * (and, in ceil mode, whatever lies past it) is -inf and never wins. */
-static inline void FN(window_max)(const REAL *restrict plane, int64_t ld, int64_t h, int64_t w,
-                                  int64_t oy, int64_t ox, REAL *restrict o, int64_t *restrict ix,
-                                  int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-    const int64_t y0 = oy * sh - ph, x0 = ox * sw - pw;
-    const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
-    const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
-    /* the first in-bounds element starts the scan */
-    int64_t at = ya * w + xa;
-    REAL best = plane[ya * ld + xa];
-    for (int64_t iy = ya; iy < yb; ++iy) {
-        for (int64_t ix2 = xa; ix2 < xb; ++ix2) {
-            const REAL v = plane[iy * ld + ix2];
-            if (FN(beats)(v, best)) { best = v; at = iy * w + ix2; }
-        }
-    }
-    *o = best;
-    *ix = at;
-}
-
-/* Pool one (g->h, g->w) plane into o / ix (each OH x OW, dense). */
-static inline void FN(maxpool_plane)(const REAL *restrict plane, int64_t ld, REAL *restrict o,
-                                     int64_t *restrict ix, const fc_pool_geom *g) {
-    FC_POOL_LOCALS(g);
-    /* The 2x2/2 windows that lie inside the plane take the unrolled paths;
-     * the rest -- every window of other geometries, and in ceil mode the last
-     * row and column, which overhang -- the clipped scan. */
-    int64_t fit_h = 0, fit_w = 0;
-    if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0) {
-        fit_h = h / 2 < oh ? h / 2 : oh;
-        fit_w = w / 2 < ow ? w / 2 : ow;
-        for (int64_t oy = 0; oy < fit_h; ++oy) {
+/* Pool one (h, w) plane into o / ix (each OH x OW, dense). */
+static inline void FN(maxpool_plane)(const REAL *restrict plane, int64_t ld, int64_t h, int64_t w,
+                                     REAL *restrict o, int64_t *restrict ix, int64_t kh, int64_t kw,
+                                     int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t oh,
+                                     int64_t ow) {
+    /* 2x2/2 with every window inside the plane (always in floor mode; in ceil
+     * mode the last row and column of an odd plane overhang and take the
+     * clipped scan below with the rest) */
+    if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * oh <= h && 2 * ow <= w) {
+        for (int64_t oy = 0; oy < oh; ++oy) {
             REAL *orow = o + oy * ow;
             int64_t *irow = ix + oy * ow;
-            if (fit_w < POOL_CHUNK) {
-                FN(pool22_short)(plane, ld, w, oy, orow, irow, fit_w);
+            if (ow < POOL_CHUNK) {
+                FN(pool22_short)(plane, ld, w, oy, orow, irow, ow);
                 continue;
             }
-            const int64_t body = fit_w - fit_w % POOL_CHUNK;
+            const int64_t body = ow - ow % POOL_CHUNK;
             FN(pool22_span)(plane, ld, w, oy, orow, irow, 0, body);
             /* The tail as one more full chunk overlapping the body:
              * recomputing a few outputs is harmless and runs the vector
              * code (a scalar tail mispredicts its branches on random data). */
-            if (body < fit_w) FN(pool22_span)(plane, ld, w, oy, orow, irow, fit_w - POOL_CHUNK, fit_w);
+            if (body < ow) FN(pool22_span)(plane, ld, w, oy, orow, irow, ow - POOL_CHUNK, ow);
         }
-        if (fit_h == oh && fit_w == ow) return; /* floor mode: every window was inside */
+        return;
     }
-    for (int64_t oy = 0; oy < oh; ++oy)
-        for (int64_t ox = oy < fit_h ? fit_w : 0; ox < ow; ++ox)
-            FN(window_max)(plane, ld, h, w, oy, ox, o + oy * ow + ox, ix + oy * ow + ox, kh, kw, sh, sw, ph, pw);
+    for (int64_t oy = 0; oy < oh; ++oy) {
+        const int64_t y0 = oy * sh - ph;
+        const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t x0 = ox * sw - pw;
+            const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
+            /* padding (and in ceil mode what lies past it) is -inf, so the
+             * first in-bounds element starts the scan */
+            int64_t at = ya * w + xa;
+            REAL best = plane[ya * ld + xa];
+            for (int64_t iy = ya; iy < yb; ++iy) {
+                for (int64_t ix2 = xa; ix2 < xb; ++ix2) {
+                    const REAL v = plane[iy * ld + ix2];
+                    if (FN(beats)(v, best)) { best = v; at = iy * w + ix2; }
+                }
+            }
+            o[oy * ow + ox] = best;
+            ix[oy * ow + ox] = at;
+        }
+    }
 }

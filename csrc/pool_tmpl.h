@@ -12,7 +12,8 @@ int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *rest
     FC_POOL_LOCALS(g);
 #pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p)
-        FN(maxpool_plane)(x + p * h * w, w, out + p * oh * ow, idx + p * oh * ow, g);
+        FN(maxpool_plane)(x + p * h * w, w, h, w, out + p * oh * ow, idx + p * oh * ow, kh, kw, sh, sw, ph, pw, oh,
+                          ow);
     return FC_OK;
 }
 
