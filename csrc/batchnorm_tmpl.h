@@ -59,16 +59,24 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
 }
 
 /* out = x * a[c] + b[c]: the forward normalisation folded into one scale
- * and shift per channel. */
+ * and shift per channel; with relu, max(that, 0) (BatchNorm + ReLU in one
+ * pass; NaN stays NaN, as np.maximum). */
 int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const REAL *restrict b,
-                          REAL *restrict out, int64_t n, int64_t c, int64_t s) {
+                          REAL *restrict out, int64_t n, int64_t c, int64_t s, int64_t relu) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL ak = a[p % c], bk = b[p % c];
         const REAL *xp = x + p * s;
         REAL *op = out + p * s;
-        for (int64_t k = 0; k < s; ++k) op[k] = xp[k] * ak + bk;
+        if (relu) {
+            for (int64_t k = 0; k < s; ++k) {
+                const REAL v = xp[k] * ak + bk;
+                op[k] = v < 0 ? 0 : v;
+            }
+        } else {
+            for (int64_t k = 0; k < s; ++k) op[k] = xp[k] * ak + bk;
+        }
     }
     return FC_OK;
 }
@@ -76,8 +84,8 @@ int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const 
 /* sum_dy[c] = sum(dy), sum_dy_xmu[c] = sum(dy * (x - mean[c])), one pass
  * in memory order (as fc_bn_stats). */
 int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
-                         const REAL *restrict mean, REAL *restrict sum_dy,
-                         REAL *restrict sum_dy_xmu, int64_t n, int64_t c, int64_t s) {
+                         const REAL *restrict mean, const REAL *restrict mask, REAL *restrict sum_dy,
+                         REAL *restrict sum_dy_xmu, int64_t n, int64_t c, int64_t s, int64_t has_mask) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
     const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
     double *part = malloc(sizeof(double) * 2 * c * blocks); /* per block: (a, b) per channel */
@@ -92,10 +100,20 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
                 const REAL *xp = x + (img * c + ch) * s;
                 const double m = mean[ch];
                 double a = 0, b = 0;
+                if (has_mask) {
+                    const REAL *mk = mask + (img * c + ch) * s;
 #pragma omp simd reduction(+ : a, b)
-                for (int64_t k = 0; k < s; ++k) {
-                    a += g[k];
-                    b += (double)g[k] * ((double)xp[k] - m);
+                    for (int64_t k = 0; k < s; ++k) {
+                        const double gk = mk[k] > 0 ? (double)g[k] : 0.0;
+                        a += gk;
+                        b += gk * ((double)xp[k] - m);
+                    }
+                } else {
+#pragma omp simd reduction(+ : a, b)
+                    for (int64_t k = 0; k < s; ++k) {
+                        a += g[k];
+                        b += (double)g[k] * ((double)xp[k] - m);
+                    }
                 }
                 pb[2 * ch] += a;
                 pb[2 * ch + 1] += b;
@@ -116,10 +134,9 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
  * (x - mean) is formed first: x * k_x - mean * k_x would cancel badly when
  * |mean| >> std. */
 int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
-                        const REAL *restrict mean, const REAL *restrict k_dy,
-                        const REAL *restrict k_x,
-                        const REAL *restrict k_0, REAL *restrict d_x, int64_t n, int64_t c,
-                        int64_t s) {
+                        const REAL *restrict mean, const REAL *restrict mask, const REAL *restrict k_dy,
+                        const REAL *restrict k_x, const REAL *restrict k_0, REAL *restrict d_x, int64_t n,
+                        int64_t c, int64_t s, int64_t has_mask) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
@@ -127,7 +144,12 @@ int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
         const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch], m = mean[ch];
         const REAL *g = d_out + p * s, *xp = x + p * s;
         REAL *o = d_x + p * s;
-        for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + (xp[k] - m) * b + z;
+        if (has_mask) {
+            const REAL *mk = mask + p * s;
+            for (int64_t k = 0; k < s; ++k) o[k] = (mk[k] > 0 ? g[k] : 0) * a + (xp[k] - m) * b + z;
+        } else {
+            for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + (xp[k] - m) * b + z;
+        }
     }
     return FC_OK;
 }

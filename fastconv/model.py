@@ -14,7 +14,8 @@ from .backends import get_backend
 from .layers.activations import ReLU
 from .layers.base import Layer, build_layer, grad_name, layer_spec
 from .layers.conv import Conv2D
-from .layers.fused import ConvPoolReLU, CroppedConv, fusable
+from .layers.fused import BatchNormReLU, ConvPoolReLU, CroppedConv, fusable
+from .layers.norm import BatchNorm1D, BatchNorm2D
 from .layers.pooling import MaxPool2D
 
 FORMAT = "fastconv.model"
@@ -37,6 +38,11 @@ class FusionRule(NamedTuple):
 
 # Applied in order, each over the result of the previous one.
 FUSION_TABLE = (
+    # the normalisation writes max(., 0) directly and its backward masks the
+    # gradient: no separate ReLU pass either way (before "pool before relu",
+    # which would otherwise move the ReLU away from the BatchNorm)
+    *(FusionRule(f"{bn.__name__}+relu", (bn, ReLU), lambda b, r: True, lambda b, r: [BatchNormReLU(b, r)], 2)
+      for bn in (BatchNorm2D, BatchNorm1D)),
     # max(relu(x)) == relu(max(x)) (also with -inf padding) and the gradients
     # are identical, but the ReLU then touches a 4x smaller tensor (2x2 pool).
     FusionRule("pool before relu", (ReLU, MaxPool2D), lambda r, p: True, lambda r, p: [p, r], 2),

@@ -186,29 +186,35 @@ def case_bn_stats(rng, dtype):
     return (x, np.empty(C, dtype), np.empty(C, dtype), N, C, S), {1: mean, 2: var}
 
 
-def case_channel_affine(rng, dtype):
-    x, a, b = _rand(rng, (N, C, S), dtype), _rand(rng, C, dtype), _rand(rng, C, dtype)
-    want = np.empty((N, C, S))
-    for ch in range(C):
-        want[:, ch] = x[:, ch].astype(np.float64) * float(a[ch]) + float(b[ch])
-    return (x, a, b, np.empty_like(x), N, C, S), {3: want}
+# The batch-norm kernels with and without their fused ReLU (relu / has_mask):
+# a second case per kernel under the name <kernel>_relu.
+def _bn_case(kernel):
+    def case(rng, dtype, relu):
+        x, dy, mask = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype)
+        a, b, mean, k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(6))
+        g = [[[float(dy[i, ch, k]) if not relu or mask[i, ch, k] > 0 else 0.0 for k in range(S)] for ch in range(C)]
+             for i in range(N)]  # the gradient a ReLU after BatchNorm passes on
+        if kernel == "channel_affine":
+            want = np.empty((N, C, S))
+            for ch in range(C):
+                want[:, ch] = x[:, ch].astype(np.float64) * float(a[ch]) + float(b[ch])
+            return (x, a, b, np.empty_like(x), N, C, S, relu), {3: np.maximum(want, 0) if relu else want}
+        if kernel == "bn_bwd_reduce":
+            sum_dy = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k])
+            sum_dy_xmu = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k] * (float(x[i, ch, k]) - float(mean[ch])))
+            return (dy, x, mean, mask, np.empty(C, dtype), np.empty(C, dtype), N, C, S, relu), {4: sum_dy, 5: sum_dy_xmu}
+        want = np.empty((N, C, S))
+        for i, ch, k in np.ndindex(N, C, S):
+            want[i, ch, k] = (g[i][ch][k] * float(k_dy[ch]) + (float(x[i, ch, k]) - float(mean[ch])) * float(k_x[ch])
+                              + float(k_0[ch]))
+        return (dy, x, mean, mask, k_dy, k_x, k_0, np.empty_like(x), N, C, S, relu), {7: want}
+
+    return (lambda rng, dtype: case(rng, dtype, 0)), (lambda rng, dtype: case(rng, dtype, 1))
 
 
-def case_bn_bwd_reduce(rng, dtype):
-    dy, x, mean = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype), _rand(rng, C, dtype)
-    sum_dy = naive.channel_sums(dy, lambda b, ch, k: dy[b, ch, k])
-    sum_dy_xmu = naive.channel_sums(dy, lambda b, ch, k: float(dy[b, ch, k]) * (float(x[b, ch, k]) - float(mean[ch])))
-    return (dy, x, mean, np.empty(C, dtype), np.empty(C, dtype), N, C, S), {3: sum_dy, 4: sum_dy_xmu}
-
-
-def case_bn_bwd_apply(rng, dtype):
-    dy, x = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype)
-    mean, k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(4))
-    want = np.empty((N, C, S))
-    for ch in range(C):
-        want[:, ch] = (dy[:, ch].astype(np.float64) * float(k_dy[ch])
-                       + (x[:, ch].astype(np.float64) - float(mean[ch])) * float(k_x[ch]) + float(k_0[ch]))
-    return (dy, x, mean, k_dy, k_x, k_0, np.empty_like(x), N, C, S), {6: want}
+case_channel_affine, case_channel_affine_relu = _bn_case("channel_affine")
+case_bn_bwd_reduce, case_bn_bwd_reduce_relu = _bn_case("bn_bwd_reduce")
+case_bn_bwd_apply, case_bn_bwd_apply_relu = _bn_case("bn_bwd_apply")
 
 
 def case_conv_maxpool_fwd(rng, dtype):
@@ -279,24 +285,27 @@ def case_sgd_update(rng, dtype):
     return (value, grad, velocity, 11, 0.1, 0.9, 1e-3, 1, 0), {0: want_value, 2: want_velocity}
 
 
+# kernel name, or kernel name + "_relu" for a second case of the same kernel
 ORACLE_CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
 def test_every_kernel_has_an_oracle_case():
-    assert sorted(ORACLE_CASES) == sorted(KERNELS), "a kernel of csrc/fastconv.h lacks an oracle case here"
+    kernels_with_cases = {name.removesuffix("_relu") for name in ORACLE_CASES}
+    assert kernels_with_cases == set(KERNELS), "a kernel of csrc/fastconv.h lacks an oracle case here"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
-@pytest.mark.parametrize("kernel", sorted(KERNELS))
-def test_every_kernel_of_every_backend_equals_the_oracle(kernel, backend, dtype):
+@pytest.mark.parametrize("case", sorted(ORACLE_CASES))
+def test_every_kernel_of_every_backend_equals_the_oracle(case, backend, dtype):
     try:
         module = load(backend)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
+    kernel = case if case in KERNELS else case.removesuffix("_relu")
     fn = getattr(module, kernel, None)
     assert fn is not None, f"the {backend} backend lacks kernel {kernel!r}"
-    args, want = ORACLE_CASES[kernel](np.random.default_rng(len(kernel)), dtype)
+    args, want = ORACLE_CASES[case](np.random.default_rng(len(case)), dtype)
     fn(*args)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for position, expected in want.items():

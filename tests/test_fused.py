@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 import fastconv
 import fastconv.functional as F
-from fastconv import CNN, Conv2D, Dense, Flatten, MaxPool2D, Normalize, ReLU, SoftmaxCrossEntropy
+from fastconv import (CNN, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, Normalize, ReLU,
+                      SoftmaxCrossEntropy)
 from fastconv.architectures import seed_cnn
-from fastconv.layers.fused import ConvPoolReLU, CroppedConv
+from fastconv.layers.fused import BatchNormReLU, ConvPoolReLU, CroppedConv
 from conftest import PARALLEL_MIN_WORK, TOL, assert_close
 import naive
 
@@ -231,6 +232,11 @@ MODELS = {
     # padded convolutions: no cropping, no fusion with padding on the pool
     "padded": lambda: CNN([Conv2D(1, 4, 3, padding=1), ReLU(), MaxPool2D(3, 2, padding=1),
                            Conv2D(4, 4, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(), Dense(4 * 7 * 7, 10)]),
+    # BatchNorm + ReLU stages, 2D and 1D, in training and (below) in eval
+    "batchnorm": lambda: CNN([Conv2D(1, 4, 3, padding=1), BatchNorm2D(4), ReLU(), MaxPool2D(2),
+                              Conv2D(4, 6, 3), BatchNorm2D(6), ReLU(), Flatten(), Dense(6 * 12 * 12, 16),
+                              BatchNorm1D(16), ReLU(), Dense(16, 10)]),
+    "batchnorm_eval": lambda: MODELS["batchnorm"]().eval(),
 }
 
 
@@ -252,6 +258,23 @@ def test_cnn_stages_match_layer_by_layer(backend, name, input_grad):
         np.testing.assert_allclose(d_x, ref_dx, **TOL[np.float64])
     else:
         assert d_x is None
+
+
+def test_batchnorm_and_relu_run_as_one_stage_that_updates_the_batchnorm():
+    model = MODELS["batchnorm"]()
+    stages = model._schedule()
+    fused = [s for s in stages if isinstance(s, BatchNormReLU)]
+    assert len(fused) == 3 and [type(s.bn) for s in fused] == [BatchNorm2D, BatchNorm2D, BatchNorm1D]
+    bn = model.layers[1]
+    before = bn.running_mean.copy()
+    x = np.random.default_rng(1).random((4, 1, 28, 28)).astype(np.float32)
+    out = model.forward(x)
+    assert not np.array_equal(bn.running_mean, before)  # the running statistics moved, as unfused
+    model.backward(np.ones_like(out))
+    assert np.any(bn.d_gamma != 0)
+    with pytest.raises(RuntimeError, match="ran fused"):  # its own backward now refuses
+        bn.backward(np.ones((4, 4, 28, 28), np.float32))
+    assert [type(s) for s in CNN(model.layers, fuse=False)._schedule()] == [type(layer) for layer in model.layers]
 
 
 def test_schedule_fuses_and_crops_the_seed_network():

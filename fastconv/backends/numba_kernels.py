@@ -420,20 +420,27 @@ def bn_stats(x, mean, var, n, c, s):
 
 
 @njit
-def channel_affine(x, a, b, out, n, c, s):
+def channel_affine(x, a, b, out, n, c, s, relu):
     xf = x.reshape(-1)
     of = out.reshape(-1)
+    zero = out.dtype.type(0)
     for p in prange(n * c):
         ak, bk = a[p % c], b[p % c]
         base = uint64(p * s)
-        for k in range(uint64(s)):
-            of[base + k] = xf[base + k] * ak + bk
+        if relu:
+            for k in range(uint64(s)):
+                v = xf[base + k] * ak + bk
+                of[base + k] = zero if v < zero else v  # NaN stays NaN
+        else:
+            for k in range(uint64(s)):
+                of[base + k] = xf[base + k] * ak + bk
 
 
 @njit_reduce
-def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
+def bn_bwd_reduce(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask):
     g3 = d_out.reshape(n, c, s)
     x3 = x.reshape(n, c, s)
+    m3 = mask.reshape(n, c, s)
     block = bn_block(n)
     blocks = (n + block - 1) // block
     part = np.zeros((blocks, c, 2))
@@ -445,6 +452,8 @@ def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
                 b = 0.0
                 for k in range(s):
                     g = np.float64(g3[img, ch, k])
+                    if has_mask and not m3[img, ch, k] > 0:
+                        g = 0.0  # a unit the ReLU after BatchNorm zeroed
                     a += g
                     b += g * (np.float64(x3[img, ch, k]) - m)
                 part[bl, ch, 0] += a
@@ -460,16 +469,23 @@ def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
 
 
 @njit
-def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
+def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
     gf = d_out.reshape(-1)
     xf = x.reshape(-1)
+    mf = mask.reshape(-1)
     of = d_x.reshape(-1)
+    zero = d_x.dtype.type(0)
     for p in prange(n * c):
         ch = p % c
         a, b, z, m = k_dy[ch], k_x[ch], k_0[ch], mean[ch]
         base = uint64(p * s)
-        for k in range(uint64(s)):
-            of[base + k] = gf[base + k] * a + (xf[base + k] - m) * b + z
+        if has_mask:
+            for k in range(uint64(s)):
+                g = gf[base + k] if mf[base + k] > zero else zero
+                of[base + k] = g * a + (xf[base + k] - m) * b + z
+        else:
+            for k in range(uint64(s)):
+                of[base + k] = gf[base + k] * a + (xf[base + k] - m) * b + z
 
 
 # ------------------------------------------- convolution + max pool

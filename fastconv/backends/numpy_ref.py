@@ -111,7 +111,7 @@ def conv_maxpool_fwd(x, wt, b, out, idx, cg, pg):
 
 
 def _relu_masked(d_out, mask, has_mask):
-    """d_out where the ReLU after the pool let the output through, else 0."""
+    """d_out where the ReLU after the pool or BatchNorm let its output through (mask > 0), else 0."""
     return np.where(mask > 0, d_out, d_out.dtype.type(0)) if has_mask else d_out
 
 
@@ -257,23 +257,26 @@ def bn_stats(x, mean, var, n, c, s):
     var[...] = x3.var(axis=(0, 2), dtype=np.float64)
 
 
-def channel_affine(x, a, b, out, n, c, s):
-    """out = x * a[c] + b[c]."""
-    out.reshape(n, c, s)[...] = x.reshape(n, c, s) * a[:, None] + b[:, None]
+def channel_affine(x, a, b, out, n, c, s, relu):
+    """out = x * a[c] + b[c]; with relu, max(that, 0) (NaN stays NaN)."""
+    o = out.reshape(n, c, s)
+    o[...] = x.reshape(n, c, s) * a[:, None] + b[:, None]
+    if relu:
+        np.maximum(o, o.dtype.type(0), out=o)
 
 
-def bn_bwd_reduce(d_out, x, mean, sum_dy, sum_dy_xmu, n, c, s):
+def bn_bwd_reduce(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask):
     """sum(dy) and sum(dy * (x - mean)) per channel."""
-    g = d_out.reshape(n, c, s).astype(np.float64)
+    g = _relu_masked(d_out, mask, has_mask).reshape(n, c, s).astype(np.float64)
     xmu = x.reshape(n, c, s) - mean[:, None].astype(np.float64)
     sum_dy[...] = g.sum(axis=(0, 2))
     sum_dy_xmu[...] = (g * xmu).sum(axis=(0, 2))
 
 
-def bn_bwd_apply(d_out, x, mean, k_dy, k_x, k_0, d_x, n, c, s):
+def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
     """d_x = dy * k_dy[c] + (x - mean[c]) * k_x[c] + k_0[c]."""
     d_x.reshape(n, c, s)[...] = (
-        d_out.reshape(n, c, s) * k_dy[:, None]
+        _relu_masked(d_out, mask, has_mask).reshape(n, c, s) * k_dy[:, None]
         + (x.reshape(n, c, s) - mean[:, None]) * k_x[:, None]
         + k_0[:, None]
     )

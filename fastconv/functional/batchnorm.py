@@ -25,6 +25,7 @@ class BatchNormCache(NamedTuple):
     backend: str | None
     count: int = 0  # values per channel the statistics came from (all ranks' with reduce=)
     reduce: object = None  # the reduce= of the forward pass, used again by backward
+    relu_out: np.ndarray | None = None  # the output, when the forward applied a ReLU
 
 
 def _per_channel(v, name, c, dtype=None, writeable=False):
@@ -47,8 +48,12 @@ def _nc_s(x):
 
 
 def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
-                       momentum=0.1, eps=1e-5, *, out=None, reduce=None, backend=None):
+                       momentum=0.1, eps=1e-5, *, relu=False, out=None, reduce=None, backend=None):
     """Returns ``(out, cache)``; out = gamma * (x - mean) / sqrt(var + eps) + beta.
+
+    relu=True: out = max(that, 0) in the same pass (BatchNorm + ReLU fused);
+    batch_norm_backward then takes the gradient of that output, the ReLU's
+    backward done in its kernels.
 
     In training, ``running_mean``/``running_var`` are updated in place:
     ``running = (1 - momentum) * running + momentum * batch``.
@@ -92,9 +97,10 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     inv_std = (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(x.dtype)
     scale = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
     shift = (beta - mean.astype(np.float64) * scale).astype(x.dtype)
-    kernels.channel_affine(x, scale, shift, out, n, c, s)
+    kernels.channel_affine(x, scale, shift, out, n, c, s, int(bool(relu)))
     return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend,
-                               n * s if not training or reduce is None else count, reduce if training else None)
+                               n * s if not training or reduce is None else count, reduce if training else None,
+                               out if relu else None)
 
 
 def _global_statistics(mean, var, count, reduce):
@@ -127,11 +133,18 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
         raise ValueError(f"d_out has shape {d_out.shape} but the forward input had {x.shape}")
     _checks.same_dtype(d_out, x, "d_out", "the forward input")
     n, c, s = _nc_s(x)
-    d_x = _checks.out_array(out, x.shape, x.dtype, inputs={"d_out": d_out, "x": x})
+    inputs = {"d_out": d_out, "x": x}
+    if cache.relu_out is not None:
+        inputs["the forward output"] = cache.relu_out
+    d_x = _checks.out_array(out, x.shape, x.dtype, inputs=inputs)
     kernels = backends.resolve(cache.backend if backend is None else backend)
     sum_dy = np.empty(c, dtype=x.dtype)
     sum_dy_xmu = np.empty(c, dtype=x.dtype)
-    kernels.bn_bwd_reduce(d_out, x, cache.mean, sum_dy, sum_dy_xmu, n, c, s)
+    # with a fused ReLU, d_out counts where its output is > 0 (the kernels read
+    # the mask only then; d_out stands in for it otherwise)
+    has_mask = cache.relu_out is not None
+    mask = cache.relu_out if has_mask else d_out
+    kernels.bn_bwd_reduce(d_out, x, cache.mean, mask, sum_dy, sum_dy_xmu, n, c, s, int(has_mask))
     inv_std = cache.inv_std.astype(np.float64)
     gamma = cache.gamma.astype(np.float64)
     # this process's own sums: data-parallel training averages d_gamma and
@@ -151,5 +164,6 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
     else:
         k_x = np.zeros(c)
         k_0 = np.zeros(c)
-    kernels.bn_bwd_apply(d_out, x, cache.mean, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s)
+    kernels.bn_bwd_apply(d_out, x, cache.mean, mask, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s,
+                         int(has_mask))
     return d_x, d_gamma, d_beta

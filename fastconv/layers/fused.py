@@ -241,3 +241,34 @@ class CroppedConv(FusedStage):
 
     def backward_params_only(self, d_out):
         self.conv.backward_params_only(d_out)
+
+
+class BatchNormReLU(FusedStage):
+    """BatchNorm (1D or 2D) then ReLU in one pass each way: the normalisation
+    writes max(., 0) directly, and its backward counts the gradient only where
+    that output is positive (``batch_norm_forward(relu=True)``).  Two of the
+    five passes over the activation forward and three of eight backward are
+    saved.  The BatchNorm's parameters, gradients and running statistics are
+    its own, updated as when it runs alone."""
+
+    def __init__(self, bn, relu):
+        super().__init__(bn, relu)
+        self.bn, self.relu = bn, relu
+        self._cache = None
+
+    def forward(self, x):
+        bn = self.bn
+        x = bn._input(x, bn._ndim, bn._layout, bn.dtype)
+        if x.shape[1] != bn.num_features:
+            raise ValueError(f"{bn!r} expects {bn.num_features} channels, got input of shape {x.shape}")
+        out, self._cache = F.batch_norm_forward(
+            x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, training=bn.training, momentum=bn.momentum,
+            eps=bn.eps, relu=True, reduce=bn.reduce, backend=bn.backend)
+        return out
+
+    def backward(self, d_out):
+        bn = self.bn
+        d_x, d_gamma, d_beta = F.batch_norm_backward(np.asarray(d_out, dtype=bn.dtype), bn._need_cache(self._cache))
+        bn.d_gamma[...] = d_gamma
+        bn.d_beta[...] = d_beta
+        return d_x
