@@ -2,79 +2,19 @@
 summary(), predict(), save() and load_model()."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ._npz import read_npz, write_npz
 from .backends import get_backend
-from .layers.activations import ReLU
+from .fusion import FUSION_TABLE, FusionRule, fused_backward, plan  # noqa: F401 - FUSION_TABLE, FusionRule: public here too
 from .layers.base import Layer, build_layer, grad_name, layer_spec
-from .layers.conv import Conv2D
-from .layers.fused import BatchNormReLU, ConvPoolReLU, CroppedConv, fusable
-from .layers.norm import BatchNorm1D, BatchNorm2D
-from .layers.pooling import MaxPool2D
 
 FORMAT = "fastconv.model"
 FORMAT_VERSION = 1
 _META_KEY = "__fastconv_model__"
-
-
-class FusionRule(NamedTuple):
-    """One entry of the fusion table: layers of exactly these fastconv classes
-    (``type(layer) is cls``: a user's class or subclass never matches), in a
-    row, where ``legal(*layers)`` allows it: the first ``consumes`` of them are
-    replaced by the stages ``build(*layers)`` returns."""
-
-    name: str
-    pattern: tuple
-    legal: Callable[..., bool]
-    build: Callable[..., list]
-    consumes: int
-
-
-# Applied in order, each over the result of the previous one.
-FUSION_TABLE = (
-    # the normalisation writes max(., 0) directly and its backward masks the
-    # gradient: no separate ReLU pass either way (before "pool before relu",
-    # which would otherwise move the ReLU away from the BatchNorm)
-    *(FusionRule(f"{bn.__name__}+relu", (bn, ReLU), lambda b, r: True, lambda b, r: [BatchNormReLU(b, r)], 2)
-      for bn in (BatchNorm2D, BatchNorm1D)),
-    # max(relu(x)) == relu(max(x)) (also with -inf padding) and the gradients
-    # are identical, but the ReLU then touches a 4x smaller tensor (2x2 pool).
-    FusionRule("pool before relu", (ReLU, MaxPool2D), lambda r, p: True, lambda r, p: [p, r], 2),
-    # the convolution's full output and its dense gradient never reach memory
-    # where the backend's fused kernels are its fast path (layers/fused.py)
-    FusionRule("conv+pool+relu", (Conv2D, MaxPool2D, ReLU), lambda c, p, r: fusable(c, p),
-               lambda c, p, r: [ConvPoolReLU(c, p, r)], 3),
-    # an unpadded conv before an unpadded floor-mode pool computes only the
-    # rows and columns the pool reads (a no-op crop when it reads everything)
-    FusionRule("cropped conv", (Conv2D, MaxPool2D),
-               lambda c, p: c.padding == (0, 0) and p.padding == (0, 0) and not p.ceil_mode,
-               lambda c, p: [CroppedConv(c, p)], 1),
-)
-
-
-def plan(layers, table=FUSION_TABLE) -> tuple[list, set]:
-    """(stages, ids of the layers that do not run as themselves) for ``layers``."""
-    stages, rewritten = list(layers), set()
-    for rule in table:
-        out, i, k = [], 0, len(rule.pattern)
-        while i < len(stages):
-            group = stages[i:i + k]
-            if (len(group) == k and all(type(s) is cls for s, cls in zip(group, rule.pattern))
-                    and rule.legal(*group)):
-                out += rule.build(*group)
-                rewritten.update(id(layer) for layer in group[:rule.consumes])
-                i += rule.consumes
-            else:
-                out.append(stages[i])
-                i += 1
-        stages = out
-    return stages, rewritten
 
 
 class CNN(Layer):
@@ -157,7 +97,7 @@ class CNN(Layer):
         stop = 0
         if not input_grad:
             stop = next((k for k, s in enumerate(order) if _has_params(s)), len(order))
-        with _fused_backward(self.layers, self._rewritten):
+        with fused_backward(self.layers, self._rewritten):
             for k in range(len(order) - 1, stop - 1, -1):
                 stage = order[k]
                 if k == stop and not input_grad:
@@ -236,20 +176,6 @@ def _has_params(stage) -> bool:
         elif any(isinstance(getattr(layer, n, None), np.ndarray) for n in ("weights", "bias")):
             return True
     return False
-
-
-@contextlib.contextmanager
-def _fused_backward(layers, rewritten):
-    """While CNN.backward runs its stages, the layers it rewrote may run their
-    own backward (a reordered pool and ReLU do): lift their mark meanwhile."""
-    marked = [layer for layer in layers if id(layer) in rewritten]
-    for layer in marked:
-        layer._fused_into = None
-    try:
-        yield
-    finally:
-        for layer in marked:
-            layer._fused_into = "CNN.forward"
 
 
 Sequential = CNN

@@ -325,3 +325,28 @@ def test_fused_stages_are_layers_that_own_nothing_and_are_never_saved():
         with pytest.raises(TypeError, match="execution stage of CNN"):
             stage.get_config()
         assert repr(conv) in repr(stage)
+
+
+@pytest.mark.parametrize("block", ["ResidualBlock", "Bottleneck"])
+def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(block):
+    """A block runs its main path through the fusion table (BatchNorm + ReLU as
+    one stage); block.fuse = False runs each sub-layer as itself: same output,
+    same gradients.  A fused inner layer's own backward then refuses."""
+    from fastconv.layers import blocks
+
+    fastconv.seed(3)
+    fused = getattr(blocks, block)(4, 8, stride=2, dtype=np.float64)
+    plain = getattr(blocks, block)(4, 8, stride=2, dtype=np.float64)
+    for (_, a, _), (_, b, _) in zip(fused.parameters(), plain.parameters()):
+        b[...] = a
+    plain.fuse = False
+    x = np.random.default_rng(4).standard_normal((3, 4, 9, 9))
+    out, ref = fused.forward(x), plain.forward(x)
+    np.testing.assert_allclose(out, ref, **TOL[np.float64])
+    d = np.random.default_rng(5).standard_normal(out.shape)
+    np.testing.assert_allclose(fused.backward(d), plain.backward(d), **TOL[np.float64])
+    for (name, _, ga), (_, _, gb) in zip(fused.parameters(), plain.parameters()):
+        np.testing.assert_allclose(ga, gb, **TOL[np.float64], err_msg=name)
+    assert any(isinstance(s, BatchNormReLU) for s in fused._main_stages()[0])
+    with pytest.raises(RuntimeError, match="ran fused"):
+        fused.main[1].backward(np.ones((3, 8, 5, 5)))

@@ -28,10 +28,13 @@ def _chain_backward(layers, d):
 
 class _Residual(Layer):
     """main(x) + shortcut(x), then ReLU.  Subclasses build ``main`` (a list)
-    and ``shortcut`` (a list, empty for identity)."""
+    and ``shortcut`` (a list, empty for identity).  ``main`` runs through the
+    fusion table (fastconv/fusion.py: its BatchNorm + ReLU as one stage);
+    ``fuse = False`` on a block runs every sub-layer as itself."""
 
     main: list
     shortcut: list
+    fuse = True
 
     def children(self):
         named = [(f"main.{i}", layer) for i, layer in enumerate(self.main)]
@@ -43,14 +46,36 @@ class _Residual(Layer):
         return [Conv2D(in_channels, out_channels, 1, stride=stride, bias=False, rng=rng, dtype=dtype),
                 BatchNorm2D(out_channels, dtype=dtype)]
 
+    def _main_stages(self):
+        """(stages, ids of rewritten layers) of ``main``, re-planned when it or ``fuse`` changes."""
+        key = (bool(self.fuse), *map(id, self.main))
+        if getattr(self, "_plan_key", None) != key:
+            from ..fusion import plan  # fusion imports the layer modules, this one among its users
+
+            self._plan = plan(self.main) if self.fuse else (list(self.main), set())
+            self._plan_key = key
+        return self._plan
+
     def forward(self, x):
         x = self._input(x, 4, "(N, C, H, W)", self.dtype)
-        total = _chain_forward(self.main, x) + _chain_forward(self.shortcut, x)
+        stages, rewritten = self._main_stages()
+        total = _chain_forward(stages, x) + _chain_forward(self.shortcut, x)
+        for layer in self.main:  # their caches do not describe their own forward now
+            if id(layer) in rewritten:
+                layer._fused_into = f"{type(self).__name__}.forward"
+        self._ran = stages
         return self.relu.forward(total)
 
     def backward(self, d_out):
+        from ..fusion import fused_backward
+
         d_total = self.relu.backward(d_out)
-        return _chain_backward(self.main, d_total) + _chain_backward(self.shortcut, d_total)
+        stages, rewritten = self._main_stages()
+        if self._need_cache(getattr(self, "_ran", None)) is not stages:
+            raise RuntimeError(f"{self!r}: main or fuse changed since forward; run forward again")
+        with fused_backward(self.main, rewritten):
+            d_main = _chain_backward(stages, d_total)
+        return d_main + _chain_backward(self.shortcut, d_total)
 
 
 class ResidualBlock(_Residual):
