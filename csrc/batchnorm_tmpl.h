@@ -59,17 +59,25 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
 }
 
 /* out = x * a[c] + b[c]: the forward normalisation folded into one scale
- * and shift per channel; with relu, max(that, 0) (BatchNorm + ReLU in one
+ * and shift per channel; with has_res, + res (a residual block's shortcut,
+ * x's shape); with relu, max(that, 0) (BatchNorm [+ add] + ReLU in one
  * pass; NaN stays NaN, as np.maximum). */
 int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const REAL *restrict b,
-                          REAL *restrict out, int64_t n, int64_t c, int64_t s, int64_t relu) {
+                          const REAL *restrict res, REAL *restrict out, int64_t n, int64_t c, int64_t s,
+                          int64_t relu, int64_t has_res) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const REAL ak = a[p % c], bk = b[p % c];
         const REAL *xp = x + p * s;
         REAL *op = out + p * s;
-        if (relu) {
+        if (has_res) {
+            const REAL *rp = res + p * s;
+            for (int64_t k = 0; k < s; ++k) {
+                const REAL v = xp[k] * ak + bk + rp[k];
+                op[k] = relu && v < 0 ? 0 : v;
+            }
+        } else if (relu) {
             for (int64_t k = 0; k < s; ++k) {
                 const REAL v = xp[k] * ak + bk;
                 op[k] = v < 0 ? 0 : v;

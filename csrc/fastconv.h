@@ -91,19 +91,19 @@ int fc_adaptive_avgpool_bwd_f64(const double *d_out, double *d_x,
 /* BatchNorm building blocks (csrc/batchnorm.c); x is (N, C, S), S = H*W or 1.
  * Statistics are accumulated in double whatever the element type.  BatchNorm
  * + ReLU in one pass each way: channel_affine with relu clamps its output at
- * 0; with has_mask, the backward kernels count d_out only where mask (that
+ * 0 (with has_res after adding res, x's shape: a residual block's tail); with has_mask, the backward kernels count d_out only where mask (that
  * output) > 0, and do not read mask otherwise. */
 int fc_bn_stats_f32(const float *x, float *mean, float *var, int64_t n, int64_t c, int64_t s);
-int fc_channel_affine_f32(const float *x, const float *a, const float *b, float *out,
-                          int64_t n, int64_t c, int64_t s, int64_t relu);
+int fc_channel_affine_f32(const float *x, const float *a, const float *b, const float *res, float *out,
+                          int64_t n, int64_t c, int64_t s, int64_t relu, int64_t has_res);
 int fc_bn_bwd_reduce_f32(const float *d_out, const float *x, const float *mean, const float *mask,
                          float *sum_dy, float *sum_dy_xmu, int64_t n, int64_t c, int64_t s, int64_t has_mask);
 int fc_bn_bwd_apply_f32(const float *d_out, const float *x, const float *mean, const float *mask, const float *k_dy,
                         const float *k_x, const float *k_0, float *d_x, int64_t n, int64_t c, int64_t s,
                         int64_t has_mask);
 int fc_bn_stats_f64(const double *x, double *mean, double *var, int64_t n, int64_t c, int64_t s);
-int fc_channel_affine_f64(const double *x, const double *a, const double *b, double *out,
-                          int64_t n, int64_t c, int64_t s, int64_t relu);
+int fc_channel_affine_f64(const double *x, const double *a, const double *b, const double *res, double *out,
+                          int64_t n, int64_t c, int64_t s, int64_t relu, int64_t has_res);
 int fc_bn_bwd_reduce_f64(const double *d_out, const double *x, const double *mean, const double *mask,
                          double *sum_dy, double *sum_dy_xmu, int64_t n, int64_t c, int64_t s, int64_t has_mask);
 int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *mask, const double *k_dy,

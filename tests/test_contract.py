@@ -186,19 +186,22 @@ def case_bn_stats(rng, dtype):
     return (x, np.empty(C, dtype), np.empty(C, dtype), N, C, S), {1: mean, 2: var}
 
 
-# The batch-norm kernels with and without their fused ReLU (relu / has_mask):
-# a second case per kernel under the name <kernel>_relu.
+# The batch-norm kernels with and without their fused ReLU (relu / has_mask;
+# channel_affine's also with a residual): a second case per kernel under the
+# name <kernel>_relu.
 def _bn_case(kernel):
     def case(rng, dtype, relu):
         x, dy, mask = _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype), _rand(rng, (N, C, S), dtype)
         a, b, mean, k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(6))
         g = [[[float(dy[i, ch, k]) if not relu or mask[i, ch, k] > 0 else 0.0 for k in range(S)] for ch in range(C)]
              for i in range(N)]  # the gradient a ReLU after BatchNorm passes on
-        if kernel == "channel_affine":
+        if kernel == "channel_affine":  # the ReLU case also adds a residual (a residual block's tail)
             want = np.empty((N, C, S))
             for ch in range(C):
                 want[:, ch] = x[:, ch].astype(np.float64) * float(a[ch]) + float(b[ch])
-            return (x, a, b, np.empty_like(x), N, C, S, relu), {3: np.maximum(want, 0) if relu else want}
+            if relu:
+                want = np.maximum(want + mask, 0)
+            return (x, a, b, mask, np.empty_like(x), N, C, S, relu, relu), {4: want}
         if kernel == "bn_bwd_reduce":
             sum_dy = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k])
             sum_dy_xmu = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k] * (float(x[i, ch, k]) - float(mean[ch])))

@@ -327,11 +327,13 @@ def test_fused_stages_are_layers_that_own_nothing_and_are_never_saved():
         assert repr(conv) in repr(stage)
 
 
+@pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("block", ["ResidualBlock", "Bottleneck"])
-def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(block):
+def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(block, training):
     """A block runs its main path through the fusion table (BatchNorm + ReLU as
-    one stage); block.fuse = False runs each sub-layer as itself: same output,
-    same gradients.  A fused inner layer's own backward then refuses."""
+    one stage) and its last BatchNorm, the add and the ReLU as one pass;
+    block.fuse = False runs each sub-layer as itself: same output, same
+    gradients.  A fused inner layer's own backward then refuses."""
     from fastconv.layers import blocks
 
     fastconv.seed(3)
@@ -340,6 +342,7 @@ def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(blo
     for (_, a, _), (_, b, _) in zip(fused.parameters(), plain.parameters()):
         b[...] = a
     plain.fuse = False
+    fused.train(training), plain.train(training)
     x = np.random.default_rng(4).standard_normal((3, 4, 9, 9))
     out, ref = fused.forward(x), plain.forward(x)
     np.testing.assert_allclose(out, ref, **TOL[np.float64])
@@ -348,5 +351,6 @@ def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(blo
     for (name, _, ga), (_, _, gb) in zip(fused.parameters(), plain.parameters()):
         np.testing.assert_allclose(ga, gb, **TOL[np.float64], err_msg=name)
     assert any(isinstance(s, BatchNormReLU) for s in fused._main_stages()[0])
-    with pytest.raises(RuntimeError, match="ran fused"):
-        fused.main[1].backward(np.ones((3, 8, 5, 5)))
+    for inner in (fused.main[1], fused.main[-1], fused.relu):
+        with pytest.raises(RuntimeError, match="ran fused"):
+            inner.backward(np.ones((3, 8, 5, 5)))

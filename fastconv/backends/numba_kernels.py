@@ -420,14 +420,19 @@ def bn_stats(x, mean, var, n, c, s):
 
 
 @njit
-def channel_affine(x, a, b, out, n, c, s, relu):
+def channel_affine(x, a, b, res, out, n, c, s, relu, has_res):
     xf = x.reshape(-1)
+    rf = res.reshape(-1)
     of = out.reshape(-1)
     zero = out.dtype.type(0)
     for p in prange(n * c):
         ak, bk = a[p % c], b[p % c]
         base = uint64(p * s)
-        if relu:
+        if has_res:
+            for k in range(uint64(s)):
+                v = xf[base + k] * ak + bk + rf[base + k]
+                of[base + k] = zero if relu and v < zero else v
+        elif relu:
             for k in range(uint64(s)):
                 v = xf[base + k] * ak + bk
                 of[base + k] = zero if v < zero else v  # NaN stays NaN

@@ -257,10 +257,12 @@ def bn_stats(x, mean, var, n, c, s):
     var[...] = x3.var(axis=(0, 2), dtype=np.float64)
 
 
-def channel_affine(x, a, b, out, n, c, s, relu):
-    """out = x * a[c] + b[c]; with relu, max(that, 0) (NaN stays NaN)."""
+def channel_affine(x, a, b, res, out, n, c, s, relu, has_res):
+    """out = x * a[c] + b[c] (+ res with has_res); with relu, max(that, 0) (NaN stays NaN)."""
     o = out.reshape(n, c, s)
     o[...] = x.reshape(n, c, s) * a[:, None] + b[:, None]
+    if has_res:
+        o += res.reshape(n, c, s)
     if relu:
         np.maximum(o, o.dtype.type(0), out=o)
 

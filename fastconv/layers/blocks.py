@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks
+from .. import functional as F
 from .activations import ReLU, Sigmoid
 from .base import Layer
 from .conv import Conv2D
@@ -29,7 +30,9 @@ def _chain_backward(layers, d):
 class _Residual(Layer):
     """main(x) + shortcut(x), then ReLU.  Subclasses build ``main`` (a list)
     and ``shortcut`` (a list, empty for identity).  ``main`` runs through the
-    fusion table (fastconv/fusion.py: its BatchNorm + ReLU as one stage);
+    fusion table (fastconv/fusion.py: its BatchNorm + ReLU as one stage), and
+    when it ends in a BatchNorm2D, that BatchNorm, the add and the ReLU run as
+    one pass each way (``batch_norm_forward(relu=True, residual=)``);
     ``fuse = False`` on a block runs every sub-layer as itself."""
 
     main: list
@@ -46,36 +49,61 @@ class _Residual(Layer):
         return [Conv2D(in_channels, out_channels, 1, stride=stride, bias=False, rng=rng, dtype=dtype),
                 BatchNorm2D(out_channels, dtype=dtype)]
 
+    def _fused_tail(self):
+        """The BatchNorm2D ending ``main`` when it runs fused with the add and the ReLU, else None."""
+        last = self.main[-1] if self.fuse and self.main else None
+        return last if type(last) is BatchNorm2D and type(self.relu) is ReLU else None
+
     def _main_stages(self):
-        """(stages, ids of rewritten layers) of ``main``, re-planned when it or ``fuse`` changes."""
-        key = (bool(self.fuse), *map(id, self.main))
+        """(stages, ids of rewritten layers) of ``main`` (without a fused tail),
+        re-planned when it or ``fuse`` changes."""
+        key = (bool(self.fuse), id(self.relu), *map(id, self.main))
         if getattr(self, "_plan_key", None) != key:
             from ..fusion import plan  # fusion imports the layer modules, this one among its users
 
-            self._plan = plan(self.main) if self.fuse else (list(self.main), set())
+            tail = self._fused_tail()
+            body = self.main[:-1] if tail is not None else self.main
+            stages, rewritten = plan(body) if self.fuse else (list(body), set())
+            if tail is not None:
+                rewritten = rewritten | {id(tail), id(self.relu)}
+            self._plan = (stages, rewritten)
             self._plan_key = key
         return self._plan
 
     def forward(self, x):
         x = self._input(x, 4, "(N, C, H, W)", self.dtype)
         stages, rewritten = self._main_stages()
-        total = _chain_forward(stages, x) + _chain_forward(self.shortcut, x)
-        for layer in self.main:  # their caches do not describe their own forward now
+        h, short = _chain_forward(stages, x), _chain_forward(self.shortcut, x)
+        tail = self._fused_tail()
+        if tail is not None:
+            out, self._tail_cache = F.batch_norm_forward(
+                h, tail.gamma, tail.beta, tail.running_mean, tail.running_var, training=tail.training,
+                momentum=tail.momentum, eps=tail.eps, relu=True, residual=short, reduce=tail.reduce,
+                backend=tail.backend)
+        else:
+            out = self.relu.forward(h + short)
+        for layer in (*self.main, self.relu):  # their caches do not describe their own forward now
             if id(layer) in rewritten:
                 layer._fused_into = f"{type(self).__name__}.forward"
         self._ran = stages
-        return self.relu.forward(total)
+        return out
 
     def backward(self, d_out):
         from ..fusion import fused_backward
 
-        d_total = self.relu.backward(d_out)
         stages, rewritten = self._main_stages()
         if self._need_cache(getattr(self, "_ran", None)) is not stages:
             raise RuntimeError(f"{self!r}: main or fuse changed since forward; run forward again")
+        tail = self._fused_tail()
+        if tail is not None:
+            d_out = np.asarray(d_out, dtype=self.dtype)
+            d_short = F.relu_gradient(d_out, self._tail_cache)
+            d_h, tail.d_gamma[...], tail.d_beta[...] = F.batch_norm_backward(d_out, self._tail_cache)
+        else:
+            d_h = d_short = self.relu.backward(d_out)
         with fused_backward(self.main, rewritten):
-            d_main = _chain_backward(stages, d_total)
-        return d_main + _chain_backward(self.shortcut, d_total)
+            d_main = _chain_backward(stages, d_h)
+        return d_main + _chain_backward(self.shortcut, d_short)
 
 
 class ResidualBlock(_Residual):
