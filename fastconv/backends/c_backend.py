@@ -198,7 +198,7 @@ def conv_path(stage: str, x, wt, b, g) -> str:
         d_w, d_b = np.empty_like(wt), None if b is None else np.empty_like(b)
         if stage == "forward":
             cands = {n: (lambda fwd=_CONV_PATHS[n][0]: fwd(x, wt, b, out, g)) for n in names}
-        else:  # the output as its own gradient
+        else:  # a zero output gradient (its values do not change the work)
             cands = {n: (lambda bwd=_CONV_PATHS[n][1]: bwd(x, wt, out, d_x, d_w, d_b, g)) for n in names}
         what = f"conv2d {stage} {x.dtype} {tuple(g)}"
         _conv_choice[key] = _autotune.choose(what, cands, level=ISA_LEVEL, repeats=3)
