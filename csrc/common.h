@@ -56,6 +56,11 @@ static inline int fc_check_conv_sizes(int64_t n, int64_t c, int64_t h, int64_t w
     return FC_OK;
 }
 
+/* Convolution weight gradients sum at most this many fixed blocks of images
+ * (chosen from N alone, added in block order: the same bits at any thread
+ * count); conv_gemm.c and conv_direct.c share it. */
+#define FC_GRAD_BLOCKS 8
+
 /* A geometry record's fields as local constants under the names the kernel
  * bodies use: a convolution's kernel is fh x fw, a pool's window kh x kw. */
 #define FC_CONV_LOCALS(g)                                                                            \

@@ -248,7 +248,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     /* input gradient: dy padded by (k-1)*d - p, correlated with the flipped weights */
     const int64_t qh = (fh - 1) * dh - ph, qw = (fw - 1) * dw - pw;
     const FN(dgeom) dx_g = FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
-    const int64_t blocks = n < 8 ? n : 8; /* fixed by n alone: the same sums at any thread count */
+    const int64_t blocks = n < FC_GRAD_BLOCKS ? n : FC_GRAD_BLOCKS; /* from n alone (common.h) */
     /* weight gradient: x padded as in forward, dy on the same padded width;
      * `stack` images side by side along the positions (plane after plane
      * per channel), so small maps still give long runs of positions */

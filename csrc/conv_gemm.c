@@ -5,11 +5,10 @@
 #include "common.h"
 
 /* Bytes of one column tile: with the GEMM's packed panels it stays in a
- * 512 KB-1 MB L2.  Measured on the CIFAR shapes (bench/bench_conv.py). */
+ * 512 KB-1 MB L2.  Measured on the CIFAR shapes (bench/conv_paths.py). */
 #define FC_COL_TILE_BYTES (256 * 1024)
-/* Weight-gradient blocks: at most this many, and their partial sums at most
- * FC_GRAD_PARTS_BYTES together. */
-#define FC_GRAD_BLOCKS 8
+/* Weight-gradient blocks: at most FC_GRAD_BLOCKS (common.h), and their
+ * partial sums at most FC_GRAD_PARTS_BYTES together. */
 #define FC_GRAD_PARTS_BYTES ((int64_t)64 << 20)
 
 static int fc_check_conv_geom(const fc_conv_geom *g) {
