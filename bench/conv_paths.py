@@ -1,6 +1,6 @@
 """Every C convolution path on the CIFAR-sized shapes, each timed alone.
 
-    python bench/conv_paths.py [--batch 64]
+    python bench/conv_paths.py [--batch 64] [--paths implicit,im2col,direct]
 
 Prints GFLOP/s of the useful work (2 * N * F * OH * OW * C * KH * KW per
 pass) for forward (f), forward-size input + weight gradient (b) and the
@@ -39,10 +39,11 @@ def best_of(fn, repeats=5) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--paths", default="implicit,im2col,direct", help="comma-separated subset")
     args = parser.parse_args(argv)
     c = load("c")
     rng = np.random.default_rng(0)
-    paths = [p for p in ("implicit", "im2col", "direct") if p in c._CONV_PATHS]
+    paths = [p for p in args.paths.split(",") if p in c._CONV_PATHS]
     print("C -> F, map | " + " | ".join(f"{p} f / b / w" for p in paths))
     for ci, f, hw, k, p in SHAPES:
         g = conv_geometry((args.batch, ci, hw, hw), k, k, 1, p, 1, f=f)

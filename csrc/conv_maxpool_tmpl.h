@@ -24,11 +24,11 @@
  */
 #include "maxpool_plane_tmpl.h"
 
-#define CONV_VEC ((int64_t)(64 / sizeof(REAL)))
-/* A block of CONV_VEC elements as a GCC vector (split into narrower
- * registers where the target has no 512-bit ones); element alignment, so a
- * block may start anywhere.  gcc scalarised the equivalent array loops. */
-typedef REAL FN(vblock) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
+#define CONV_VEC ((int64_t)(FC_VBYTES / sizeof(REAL)))
+/* A block of CONV_VEC elements as a GCC vector of the target's register
+ * width (common.h); element alignment, so a block may start anywhere.  gcc
+ * scalarised the equivalent array loops. */
+typedef REAL FN(vblock) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(REAL)), may_alias));
 
 /* The block starting at src, CONV_VEC elements `step` apart. */
 static inline FN(vblock) FN(load_block)(const REAL *src, int64_t step) {
