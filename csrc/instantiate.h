@@ -7,15 +7,19 @@
 #endif
 
 #define REAL float
+#define FC_REAL_IS_FLOAT 1
 #define FN(name) name##_f32
 #include FC_TEMPLATE
 #undef REAL
+#undef FC_REAL_IS_FLOAT
 #undef FN
 
 #define REAL double
+#define FC_REAL_IS_FLOAT 0
 #define FN(name) name##_f64
 #include FC_TEMPLATE
 #undef REAL
+#undef FC_REAL_IS_FLOAT
 #undef FN
 
 #undef FC_TEMPLATE
