@@ -75,7 +75,20 @@ def test_auto_measures_once_remembers_and_leaves_no_trace(c_backend, monkeypatch
     _autotune.forget()
     key, stored = next(iter(decisions.items()))
     boom = {"fused": lambda: pytest.fail("measured again"), "plain": lambda: pytest.fail("measured again")}
-    assert _autotune.choose(key, boom, level=c_backend.ISA_LEVEL) == stored
+    assert _autotune.choose(key, boom, level=c_backend.TUNING_ID) == stored
+
+
+def test_choices_are_remembered_per_build_of_the_kernels(c_backend, tmp_path):
+    """A rebuilt extension (new kernels, same version) must measure again."""
+    from fastconv.backends import c_backend
+
+    assert c_backend.TUNING_ID.startswith(c_backend.ISA_LEVEL + "-")
+    one, two = tmp_path / "a.so", tmp_path / "b.so"
+    one.write_bytes(b"kernels 1")
+    two.write_bytes(b"kernels 2")
+    assert c_backend._tuning_id("v4", one) == c_backend._tuning_id("v4", one)
+    assert c_backend._tuning_id("v4", one) != c_backend._tuning_id("v4", two)
+    assert c_backend._tuning_id("v4", one) != c_backend._tuning_id("v3", one)
 
 
 def test_choose_keeps_the_faster_and_a_bad_setting_is_refused(monkeypatch, own_cache):

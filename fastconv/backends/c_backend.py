@@ -10,9 +10,11 @@ names (``v2``, ``v3``, ``v4``: to test a narrower path on a wider machine).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -55,10 +57,24 @@ def _load_extension():
         if name is None:
             raise ImportError(f"this CPU runs x86-64 level {cpu}; the built levels are {built}")
     module = importlib.import_module(f"fastconv._fastconv_c_{name}")
-    return module.ffi, module.lib, name
+    return module.ffi, module.lib, name, module.__file__
 
 
-ffi, lib, ISA_LEVEL = _load_extension()  # ImportError here = no usable extension
+ffi, lib, ISA_LEVEL, _EXTENSION_FILE = _load_extension()  # ImportError here = no usable extension
+
+
+def _tuning_id(level: str, path: str) -> str:
+    """The level and a digest of the compiled kernels: path choices measured
+    on first use (fastconv/_autotune.py) are remembered per build, so a
+    rebuilt extension (new kernels, same version number) measures again."""
+    try:
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+    except OSError:
+        digest = "unknown"
+    return f"{level}-{digest}"
+
+
+TUNING_ID = _tuning_id(ISA_LEVEL, _EXTENSION_FILE)
 
 # CNN runs Conv2D -> ReLU -> MaxPool2D of few-tap layers through conv_maxpool_*
 # (layers/fused.py): here they beat im2col + GEMM + pool.
@@ -201,7 +217,7 @@ def conv_path(stage: str, x, wt, b, g) -> str:
         else:  # a zero output gradient (its values do not change the work)
             cands = {n: (lambda bwd=_CONV_PATHS[n][1]: bwd(x, wt, out, d_x, d_w, d_b, g)) for n in names}
         what = f"conv2d {stage} {x.dtype} {tuple(g)}"
-        _conv_choice[key] = _autotune.choose(what, cands, level=ISA_LEVEL, repeats=3)
+        _conv_choice[key] = _autotune.choose(what, cands, level=TUNING_ID, repeats=3)
     return _conv_choice[key]
 
 

@@ -84,7 +84,7 @@ class ConvPoolReLU(FusedStage):
                 f"{c.stride}|{c.padding}|{c.dilation}|{c.bias is not None}|{p.pool_size}|{p.stride}|{variant}")
 
     def _level(self) -> str:
-        return getattr(backends.resolve(self.conv.backend), "ISA_LEVEL", "")
+        return getattr(backends.resolve(self.conv.backend), "TUNING_ID", "")
 
     def _measure(self, x, variant: str) -> str:
         """Time both paths as this stage is used -- forward only in eval,
