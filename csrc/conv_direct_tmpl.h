@@ -216,34 +216,47 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
-/* sums[m*D_GT + t] <- the sum of the lanes of acc[m][t] (in a fixed order). */
-#if FC_REAL_IS_FLOAT && FC_VBYTES == 64 && D_GF * D_GT == 16
-typedef int32_t FN(lane_mask) __attribute__((vector_size(64)));
+/* sums[m*D_GT + t] <- the sum of the lanes of acc[m][t] (in a fixed order).
+ * A transpose-reduce where the lanes are 16 or 8: each level adds the two
+ * halves of every block of lanes of two vectors, so D_LANES accumulators
+ * become one vector of their D_LANES sums (in bit-reversed order of the
+ * inputs, hence the input order) -- 15 adds and 30 shuffles for 16, where
+ * summing lane by lane took 240 scalar adds and a quarter of the weight
+ * gradient's time. */
+#if FC_REAL_IS_FLOAT
+#define D_LANES (FC_VBYTES / 4)
+typedef int32_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
+#else
+#define D_LANES (FC_VBYTES / 8)
+typedef int64_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
+#endif
+#if (D_LANES == 16 || D_LANES == 8) && (D_GF * D_GT) % D_LANES == 0
 static inline void FN(lane_sums)(FN(dvec) acc[D_GF][D_GT], REAL *restrict sums) {
-    /* A transpose-reduce: each level adds the two halves of every block of
-     * lanes of two vectors, leaving one vector of 16 sums (in bit-reversed
-     * order of its inputs, hence the input order) in 15 adds and 30
-     * shuffles instead of 240 scalar adds -- which took a quarter of the
-     * weight gradient's time. */
-    static const int bitrev[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
-    const FN(lane_mask) m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-                        m1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
-                        m2a = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-                        m2b = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
-                        m3a = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-                        m3b = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
-                        m4a = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-                        m4b = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
-    FN(dvec) v[16], b[8], c[4], d[2];
-    for (int j = 0; j < 16; ++j) v[j] = acc[bitrev[j] / D_GT][bitrev[j] % D_GT];
-    for (int k = 0; k < 8; ++k)
-        b[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], m1a) + __builtin_shuffle(v[2 * k], v[2 * k + 1], m1b);
-    for (int k = 0; k < 4; ++k)
-        c[k] = __builtin_shuffle(b[2 * k], b[2 * k + 1], m2a) + __builtin_shuffle(b[2 * k], b[2 * k + 1], m2b);
-    for (int k = 0; k < 2; ++k)
-        d[k] = __builtin_shuffle(c[2 * k], c[2 * k + 1], m3a) + __builtin_shuffle(c[2 * k], c[2 * k + 1], m3b);
-    const FN(dvec) e = __builtin_shuffle(d[0], d[1], m4a) + __builtin_shuffle(d[0], d[1], m4b);
-    memcpy(sums, &e, sizeof(e));
+#if D_LANES == 16
+    static const int order[16] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+    const FN(lane_mask) masks[4][2] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}}};
+    enum { levels = 4 };
+#else
+    static const int order[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+    const FN(lane_mask) masks[3][2] = {{{0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15}},
+                                       {{0, 1, 8, 9, 4, 5, 12, 13}, {2, 3, 10, 11, 6, 7, 14, 15}},
+                                       {{0, 8, 2, 10, 4, 12, 6, 14}, {1, 9, 3, 11, 5, 13, 7, 15}}};
+    enum { levels = 3 };
+#endif
+    for (int g = 0; g < D_GF * D_GT; g += D_LANES) {
+        FN(dvec) v[D_LANES];
+        for (int j = 0; j < D_LANES; ++j) v[j] = acc[(g + order[j]) / D_GT][(g + order[j]) % D_GT];
+        int count = D_LANES;
+        for (int l = 0; l < levels; ++l, count /= 2)
+            for (int k = 0; k < count / 2; ++k)
+                v[k] = __builtin_shuffle(v[2 * k], v[2 * k + 1], masks[l][0]) +
+                       __builtin_shuffle(v[2 * k], v[2 * k + 1], masks[l][1]);
+        memcpy(sums + g, &v[0], sizeof(v[0]));
+    }
 }
 #else
 static inline void FN(lane_sums)(FN(dvec) acc[D_GF][D_GT], REAL *restrict sums) {
@@ -255,6 +268,7 @@ static inline void FN(lane_sums)(FN(dvec) acc[D_GF][D_GT], REAL *restrict sums) 
         }
 }
 #endif
+#undef D_LANES
 
 /* part[f*taps_all + k] += sum over positions of dyf[f] * xp[off[k] + .] for
  * every filter and tap (dyf: fr rows of lr, zero at non-output positions). */
