@@ -60,12 +60,14 @@ typedef struct {
     int64_t hp, wp;         /* padded input plane */
     int64_t oh, ow;         /* output plane (oh = hp - (kh-1)*dh, ow <= wp - (kw-1)*dw) */
     int64_t len, lr;        /* positions oh*wp, rounded up to whole register blocks */
+    const int64_t *off;     /* NULL: the taps of a stride-1 kernel; else each tap's offset (phase layouts) */
+    int64_t taps;           /* with off: the number of taps */
 } FN(dgeom);
 
 static FN(dgeom) FN(direct_geom)(int64_t ci, int64_t fo, int64_t kh, int64_t kw, int64_t dh, int64_t dw,
                                  int64_t hp, int64_t wp, int64_t ow, int64_t round_f) {
     FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp,
-                   hp - (kh - 1) * dh, ow, 0, 0};
+                   hp - (kh - 1) * dh, ow, 0, 0, NULL, 0};
     d.len = d.oh * d.wp;
     d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
     return d;
@@ -95,14 +97,77 @@ static void FN(pad_planes)(const REAL *restrict src, REAL *restrict dst, int64_t
         }
 }
 
+/* The stride-s layout: the padded image split into sh x sw phase planes,
+ * phase (a, b) of channel ch at plane ch*sh*sw + a*sw + b, holding the padded
+ * pixels (r*sh + a, u*sw + b) at (r, u) of an hq x wq plane.  A tap (i, j)
+ * of output (y, x) reads phase ((i*dh) % sh, (j*dw) % sw) at
+ * (y + (i*dh)/sh, x + (j*dw)/sw): a fixed offset from y*wq + x, so a strided
+ * convolution runs as the stride-1 one, over sh*sw times the planes with the
+ * same number of taps (no multiplications by zero). */
+static int64_t FN(phase_offset)(int64_t ch, int64_t i, int64_t j, int64_t dh, int64_t dw, int64_t sh, int64_t sw,
+                                int64_t planes_per_phase, int64_t hq, int64_t wq) {
+    const int64_t phase = ch * sh * sw + (i * dh) % sh * sw + (j * dw) % sw;
+    return (phase * planes_per_phase * hq + (i * dh) / sh) * wq + (j * dw) / sw;
+}
+
+/* dst <- the phase planes of src (c planes of h x w, padded by (top, left)):
+ * plane (ch*sh*sw + phase)*stack + slot; zeros elsewhere unless `zeroed`
+ * says they are already there (the same geometry as the previous call). */
+static void FN(split_phases)(const REAL *restrict src, REAL *restrict dst, int64_t c, int64_t h, int64_t w,
+                             int64_t top, int64_t left, int64_t sh, int64_t sw, int64_t hq, int64_t wq,
+                             int64_t stack, int64_t slot, int64_t size, int zeroed) {
+    if (!zeroed) memset(dst, 0, sizeof(REAL) * size);
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t y = 0; y < h; ++y) {
+            const int64_t yy = y + top, a = yy % sh, r = yy / sh;
+            const REAL *row = src + (ch * h + y) * w;
+            for (int64_t b = 0; b < sw; ++b) {
+                REAL *out = dst + (((ch * sh + a) * sw + b) * stack + slot) * hq * wq + r * wq;
+                const int64_t x0 = ((b - left) % sw + sw) % sw; /* first x with (x + left) % sw == b */
+                REAL *o = out + (x0 + left) / sw;
+                for (int64_t x = x0; x < w; x += sw) *o++ = row[x];
+            }
+        }
+}
+
+/* One tap of a register block: D_NV vectors of positions from xr, D_MR
+ * weights from w, D_MR * D_NV multiply-adds. */
+static inline __attribute__((always_inline)) void FN(tap)(FN(dvec) acc[D_MR][D_NV], const REAL *restrict xr,
+                                                         const REAL *restrict w) {
+    FN(dvec) xv[D_NV];
+    for (int v = 0; v < D_NV; ++v) xv[v] = FN(dload)(xr + v * DVEC);
+    for (int m = 0; m < D_MR; ++m) {
+        const REAL wv = w[m];
+        for (int v = 0; v < D_NV; ++v) acc[m][v] += wv * xv[v];
+    }
+}
+
+/* buf rows f0 .. f0 + D_MR <- a register block. */
+static inline __attribute__((always_inline)) void FN(store_block)(FN(dvec) acc[D_MR][D_NV], REAL *restrict buf,
+                                                                 int64_t f0) {
+    for (int m = 0; m < D_MR; ++m)
+        for (int v = 0; v < D_NV; ++v) *(FN(dvec) *)(buf + (f0 + m) * D_PB + v * DVEC) = acc[m][v];
+}
+
+/* One register block of a tap table: as direct_block, tap k at off[k]. */
+static inline __attribute__((always_inline)) void FN(direct_block_table)(
+    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict wt,
+    REAL *restrict buf, int64_t p0, int64_t f0, int64_t fr) {
+    FN(dvec) acc[D_MR][D_NV] = {{{0}}};
+    for (int64_t k = 0; k < taps; ++k) {
+        const REAL *xr = xp + off[k] + p0;
+        const REAL *w = wt + k * fr + f0;
+        FN(tap)(acc, xr, w);
+    }
+    FN(store_block)(acc, buf, f0);
+}
+
 /* One register block: buf (fr x D_PB) rows f0..f0+D_MR <- the correlation at
  * positions p0.. of the padded planes xp with wt ([ci*kh*kw][fr]). */
 static inline __attribute__((always_inline)) void FN(direct_block)(
     const REAL *restrict xp, const REAL *restrict wt, REAL *restrict buf, int64_t p0, int64_t f0,
     int64_t ci, int64_t fr, int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t hp, int64_t wp) {
-    FN(dvec) acc[D_MR][D_NV];
-    for (int m = 0; m < D_MR; ++m)
-        for (int v = 0; v < D_NV; ++v) acc[m][v] = (FN(dvec)){0};
+    FN(dvec) acc[D_MR][D_NV] = {{{0}}};
     const int64_t plane = hp * wp;
     for (int64_t c = 0; c < ci; ++c) {
         const REAL *xc = xp + c * plane + p0;
@@ -111,16 +176,10 @@ static inline __attribute__((always_inline)) void FN(direct_block)(
             for (int64_t j = 0; j < kw; ++j) {
                 const REAL *xr = xc + i * dh * wp + j * dw;
                 const REAL *w = wc + (i * kw + j) * fr;
-                FN(dvec) xv[D_NV];
-                for (int v = 0; v < D_NV; ++v) xv[v] = FN(dload)(xr + v * DVEC);
-                for (int m = 0; m < D_MR; ++m) {
-                    const REAL wv = w[m];
-                    for (int v = 0; v < D_NV; ++v) acc[m][v] += wv * xv[v];
-                }
+                FN(tap)(acc, xr, w);
             }
     }
-    for (int m = 0; m < D_MR; ++m)
-        for (int v = 0; v < D_NV; ++v) *(FN(dvec) *)(buf + (f0 + m) * D_PB + v * DVEC) = acc[m][v];
+    FN(store_block)(acc, buf, f0);
 }
 
 /* All filter blocks at position block p0, with the common kernels'
@@ -128,7 +187,9 @@ static inline __attribute__((always_inline)) void FN(direct_block)(
 static void FN(direct_position_block)(const REAL *restrict xp, const REAL *restrict wt, REAL *restrict buf,
                                       int64_t p0, const FN(dgeom) *d) {
     for (int64_t f0 = 0; f0 < d->fr; f0 += D_MR) {
-        if (d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1)
+        if (d->off != NULL)
+            FN(direct_block_table)(xp, d->off, d->taps, wt, buf, p0, f0, d->fr);
+        else if (d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1)
             FN(direct_block)(xp, wt, buf, p0, f0, d->ci, d->fr, 3, 3, 1, 1, d->hp, d->wp);
         else if (d->kh == 1 && d->kw == 1)
             FN(direct_block)(xp, wt, buf, p0, f0, d->ci, d->fr, 1, 1, 1, 1, d->hp, d->wp);
@@ -137,25 +198,43 @@ static void FN(direct_position_block)(const REAL *restrict xp, const REAL *restr
     }
 }
 
-/* out (fo planes of oh x ow) <- bias + correlation of the padded planes xp
- * with wt; buf: scratch of fr x D_PB. */
+/* Where computed position (r, u) of a plane goes: (r*sy + ay, u*sx + ax)
+ * of an h x w output plane, if inside it. */
+typedef struct {
+    int64_t sy, ay, sx, ax, h, w;
+} FN(dplace);
+
+static const FN(dplace) *FN(dense)(const FN(dgeom) *d, FN(dplace) *place) {
+    *place = (FN(dplace)){1, 0, 1, 0, d->oh, d->ow};
+    return place;
+}
+
+/* out (fo planes of pl->h x pl->w) <- bias + correlation of the padded
+ * planes xp with wt, at the places pl gives; buf: scratch of fr x D_PB. */
 static void FN(direct_image)(const REAL *restrict xp, const REAL *restrict wt, const REAL *restrict bias,
-                             REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d) {
-    const int64_t oplane = d->oh * d->ow;
+                             REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d, const FN(dplace) *pl) {
+    const int64_t oplane = pl->h * pl->w;
+    /* the columns u < ow that land inside the output: u_lo <= u < u_hi */
+    const int64_t u_lo = pl->ax >= 0 ? 0 : (-pl->ax + pl->sx - 1) / pl->sx;
+    const int64_t u_hi = fc_clamp(pl->w - 1 - pl->ax < 0 ? 0 : (pl->w - 1 - pl->ax) / pl->sx + 1, 0, d->ow);
     for (int64_t p0 = 0; p0 < d->len; p0 += D_PB) {
         FN(direct_position_block)(xp, wt, buf, p0, d);
-        /* keep the block's positions that are outputs (x < ow), add the bias */
+        /* keep the block's positions that are outputs, add the bias */
         const int64_t end = p0 + D_PB < d->len ? p0 + D_PB : d->len;
         for (int64_t p = p0; p < end;) {
-            const int64_t y = p / d->wp, x = p % d->wp;
-            const int64_t run_end = p - x + d->wp < end ? p - x + d->wp : end; /* the rest of this row */
-            if (x < d->ow) {
-                const int64_t n = (run_end < p - x + d->ow ? run_end : p - x + d->ow) - p;
+            const int64_t r = p / d->wp, u = p % d->wp, row = p - u;
+            const int64_t run_end = row + d->wp < end ? row + d->wp : end; /* the rest of this row */
+            const int64_t y = r * pl->sy + pl->ay;
+            const int64_t q0 = u > u_lo ? u : u_lo, q1 = run_end - row < u_hi ? run_end - row : u_hi;
+            if (y >= 0 && y < pl->h && q0 < q1) {
                 for (int64_t f = 0; f < d->fo; ++f) {
-                    const REAL *src = buf + f * D_PB + (p - p0);
-                    REAL *dst = out + f * oplane + y * d->ow + x;
+                    const REAL *src = buf + f * D_PB + (row - p0);
+                    REAL *dst = out + f * oplane + y * pl->w + pl->ax;
                     const REAL b = bias != NULL ? bias[f] : 0;
-                    for (int64_t q = 0; q < n; ++q) dst[q] = src[q] + b;
+                    if (pl->sx == 1)
+                        for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] + b;
+                    else
+                        for (int64_t q = q0; q < q1; ++q) dst[q * pl->sx] = src[q] + b;
                 }
             }
             p = run_end;
@@ -183,14 +262,42 @@ static void FN(direct_weights)(const REAL *restrict w, REAL *restrict wt_out, in
                 wt_out[(fi * taps + t) * fr + ci] = w[(fi * c + ci) * taps + (taps - 1 - t)];
 }
 
+/* The geometry of a strided convolution's phase layout (split_phases),
+ * with its tap table `off` (c*fh*fw offsets, filled here) and the taps'
+ * weights in the table's order, which is the weights' own (c, i, j). */
+static FN(dgeom) FN(phase_geom)(const fc_conv_geom *g, int64_t *off) {
+    FC_CONV_LOCALS(g);
+    (void)n;
+    const int64_t hq = (h + 2 * ph + sh - 1) / sh, wq = (w + 2 * pw + sw - 1) / sw;
+    FN(dgeom) d = FN(direct_geom)(c * sh * sw, f, 1, 1, 1, 1, hq, wq, ow, D_MR);
+    d.oh = oh;
+    d.len = d.oh * d.wp;
+    d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t i = 0; i < fh; ++i)
+            for (int64_t j = 0; j < fw; ++j)
+                off[(ch * fh + i) * fw + j] = FN(phase_offset)(ch, i, j, dh, dw, sh, sw, 1, hq, wq);
+    d.off = off;
+    d.taps = c * fh * fw;
+    d.kw = fw * dw; /* padded_size's slack covers the column offsets (j*dw)/sw */
+    return d;
+}
+
 int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
                              REAL *restrict out, const fc_conv_geom *g) {
     if (!fc_direct_applies(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
-    const FN(dgeom) d = FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_MR);
+    const int strided = sh != 1 || sw != 1;
+    int64_t *off = strided ? malloc(sizeof(int64_t) * c * fh * fw) : NULL;
+    if (strided && off == NULL) return FC_ERR_NOMEM;
+    const FN(dgeom) d = strided ? FN(phase_geom)(g, off)
+                                : FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_MR);
     REAL *wd = malloc(sizeof(REAL) * c * fh * fw * d.fr);
-    if (wd == NULL) return FC_ERR_NOMEM;
+    if (wd == NULL) {
+        free(off);
+        return FC_ERR_NOMEM;
+    }
     FN(direct_weights)(wt, wd, f, c, fh, fw, d.fr, 0);
     int nomem = 0;
 #pragma omp parallel num_threads(fc_threads_for(2 * n * f * d.len * c * fh * fw))
@@ -202,17 +309,23 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
             nomem = 1;
         }
         int zeroed = 0;
+        FN(dplace) place;
 #pragma omp for schedule(static)
         for (int64_t img = 0; img < n; ++img) {
             if (xp == NULL || buf == NULL) continue;
-            FN(pad_planes)(x + img * c * h * w, xp, c, h, w, ph, pw, &d, zeroed);
+            if (strided)
+                FN(split_phases)(x + img * c * h * w, xp, c, h, w, ph, pw, sh, sw, d.hp, d.wp, 1, 0,
+                                 FN(padded_size)(&d), zeroed);
+            else
+                FN(pad_planes)(x + img * c * h * w, xp, c, h, w, ph, pw, &d, zeroed);
             zeroed = 1;
-            FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &d);
+            FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &d, FN(dense)(&d, &place));
         }
         free(xp);
         free(buf);
     }
     free(wd);
+    free(off);
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
@@ -304,27 +417,63 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     if (!fc_direct_applies(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
-    const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow;
-    /* input gradient: dy padded by (k-1)*d - p, correlated with the flipped weights */
+    const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow, phases = sh * sw;
+    const int strided = phases > 1;
+    /* the input's layout: padded planes, or (strided) their phase planes */
+    const int64_t hq = (h + 2 * ph + sh - 1) / sh, wq = (w + 2 * pw + sw - 1) / sw, plane = hq * wq;
+    /* input gradient, stride 1: dy padded by (k-1)*d - p, correlated with the
+     * flipped weights.  Strided: per phase (a, b) of the padded input, the
+     * taps (i, j) landing on it ((i*dh) % sh == a, (j*dw) % sw == b) read dy
+     * padded by (tq, lq) at a fixed offset each: sh*sw stride-1 correlations
+     * whose outputs are scattered sh, sw apart. */
     const int64_t qh = (fh - 1) * dh - ph, qw = (fw - 1) * dw - pw;
-    const FN(dgeom) dx_g = FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
+    const int64_t tq = (fh - 1) * dh / sh, lq = (fw - 1) * dw / sw;
+    FN(dgeom) dx_g = strided ? FN(direct_geom)(f, c, 1, fw, 1, dw, hq + tq, wq + lq, wq, D_MR)
+                             : FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
+    if (strided) { /* positions: every phase row and column */
+        dx_g.oh = hq;
+        dx_g.len = hq * dx_g.wp;
+        dx_g.lr = (dx_g.len + D_PB - 1) / D_PB * D_PB;
+    }
     const int64_t blocks = n < FC_GRAD_BLOCKS ? n : FC_GRAD_BLOCKS; /* from n alone (common.h) */
-    /* weight gradient: x padded as in forward, dy on the same padded width;
-     * `stack` images side by side along the positions (plane after plane
-     * per channel), so small maps still give long runs of positions */
-    const int64_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp, fr = (f + D_GF - 1) / D_GF * D_GF;
+    /* weight gradient: x in the forward's layout, dy on its width; `stack`
+     * images side by side along the positions (plane after plane per
+     * channel and phase), so small maps still give long runs of positions */
+    const int64_t fr = (f + D_GF - 1) / D_GF * D_GF;
     const int64_t stack = fc_clamp((1024 + plane - 1) / plane, 1, (n + blocks - 1) / blocks);
     const int64_t lr_max = (stack * plane + DVEC - 1) / DVEC * DVEC;
-    const int64_t xs_size = c * stack * plane + lr_max + fw * dw + 2 * DVEC;
+    const int64_t xs_size = c * phases * stack * plane + lr_max + fw * dw + 2 * DVEC;
     double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
     REAL *wflip = d_x != NULL ? malloc(sizeof(REAL) * f * fh * fw * dx_g.fr) : NULL;
-    if (parts == NULL || (d_x != NULL && wflip == NULL)) {
-        free(parts), free(wflip);
+    int64_t *dx_off = d_x != NULL && strided ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
+    int64_t *dx_first = malloc(sizeof(int64_t) * (phases + 1)); /* phase q's taps: dx_first[q] .. [q+1] */
+    if (parts == NULL || dx_first == NULL || (d_x != NULL && (wflip == NULL || (strided && dx_off == NULL)))) {
+        free(parts), free(wflip), free(dx_off), free(dx_first);
         return FC_ERR_NOMEM;
     }
-    if (d_x != NULL) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
+    int empty_phase = 0;
+    if (d_x != NULL && !strided) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
+    if (d_x != NULL && strided) { /* each phase's taps: offsets into padded dy, weights [tap][c] */
+        memset(wflip, 0, sizeof(REAL) * f * fh * fw * dx_g.fr);
+        int64_t t = 0;
+        for (int64_t a = 0; a < sh; ++a)
+            for (int64_t b = 0; b < sw; ++b) {
+                dx_first[a * sw + b] = t;
+                for (int64_t fi = 0; fi < f; ++fi)
+                    for (int64_t i = 0; i < fh; ++i)
+                        for (int64_t j = 0; j < fw; ++j) {
+                            if ((i * dh) % sh != a || (j * dw) % sw != b) continue;
+                            dx_off[t] = (fi * dx_g.hp + tq - i * dh / sh) * dx_g.wp + lq - j * dw / sw;
+                            for (int64_t ci = 0; ci < c; ++ci)
+                                wflip[t * dx_g.fr + ci] = wt[((fi * c + ci) * fh + i) * fw + j];
+                            ++t;
+                        }
+                empty_phase |= t == dx_first[a * sw + b];
+            }
+        dx_first[phases] = t;
+    }
     int nomem = 0;
-#pragma omp parallel num_threads(fc_threads_for(4 * n * f * oh * wp * taps))
+#pragma omp parallel num_threads(fc_threads_for(4 * n * f * oh * wq * taps))
     {
         REAL *xs = fc_alloc_lines(sizeof(REAL) * xs_size);
         REAL *dyf = fc_alloc_lines(sizeof(REAL) * (fr * lr_max + DVEC));
@@ -338,6 +487,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         }
         int64_t zeroed_bc = 0; /* the stack size xs and dyf were cleared for */
         int dx_zeroed = 0;
+        FN(dplace) place;
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; ++blk) {
             if (!ok) continue;
@@ -346,8 +496,9 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
             for (int64_t img0 = first; img0 < last; img0 += stack) {
                 const int64_t bc = last - img0 < stack ? last - img0 : stack;
                 const int64_t lr = (bc * plane + DVEC - 1) / DVEC * DVEC;
-                /* xs: plane (ch * bc + b) = image img0 + b, channel ch, padded;
-                 * the zeros around the copied rows stay while bc does */
+                /* xs: plane (ch * phases + phase) * bc + b = image img0 + b,
+                 * channel ch, padded (and split); the zeros around the copied
+                 * pixels stay while bc does */
                 if (bc != zeroed_bc) {
                     memset(xs, 0, sizeof(REAL) * xs_size);
                     memset(dyf, 0, sizeof(REAL) * fr * lr);
@@ -355,13 +506,16 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                 }
                 for (int64_t b = 0; b < bc; ++b) {
                     const REAL *xi = x + (img0 + b) * c * hw, *dy = d_out + (img0 + b) * f * ohw;
-                    for (int64_t ch = 0; ch < c; ++ch)
-                        for (int64_t y = 0; y < h; ++y)
-                            memcpy(xs + ((ch * bc + b) * hp + y + ph) * wp + pw, xi + (ch * h + y) * w,
-                                   sizeof(REAL) * w);
+                    if (strided)
+                        FN(split_phases)(xi, xs, c, h, w, ph, pw, sh, sw, hq, wq, bc, b, xs_size, 1);
+                    else
+                        for (int64_t ch = 0; ch < c; ++ch)
+                            for (int64_t y = 0; y < h; ++y)
+                                memcpy(xs + ((ch * bc + b) * hq + y + ph) * wq + pw, xi + (ch * h + y) * w,
+                                       sizeof(REAL) * w);
                     for (int64_t fi = 0; fi < f; ++fi)
                         for (int64_t y = 0; y < oh; ++y)
-                            memcpy(dyf + fi * lr + b * plane + y * wp, dy + (fi * oh + y) * ow, sizeof(REAL) * ow);
+                            memcpy(dyf + fi * lr + b * plane + y * wq, dy + (fi * oh + y) * ow, sizeof(REAL) * ow);
                 }
                 /* the bias gradient: each padded row's sum, in vectors (a scalar
                  * double sum here took a fifth of the weight gradient's time) */
@@ -375,15 +529,28 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                 for (int64_t ch = 0; ch < c; ++ch)
                     for (int64_t i = 0; i < fh; ++i)
                         for (int64_t j = 0; j < fw; ++j)
-                            off[(ch * fh + i) * fw + j] = (ch * bc * hp + i * dh) * wp + j * dw;
+                            off[(ch * fh + i) * fw + j] = FN(phase_offset)(ch, i, j, dh, dw, sh, sw, bc, hq, wq);
                 for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
                 FN(direct_weight_grad)(xs, dyf, off, part, f, fr, taps, lr);
-                if (d_x != NULL)
-                    for (int64_t b = 0; b < bc; ++b) {
+                for (int64_t b = 0; b < bc && d_x != NULL; ++b) {
+                    REAL *dxi = d_x + (img0 + b) * c * hw;
+                    if (!strided) {
                         FN(pad_planes)(d_out + (img0 + b) * f * ohw, dyp, f, oh, ow, qh, qw, &dx_g, dx_zeroed);
-                        dx_zeroed = 1;
-                        FN(direct_image)(dyp, wflip, NULL, d_x + (img0 + b) * c * hw, buf, &dx_g);
+                        FN(direct_image)(dyp, wflip, NULL, dxi, buf, &dx_g, FN(dense)(&dx_g, &place));
+                    } else {
+                        FN(pad_planes)(d_out + (img0 + b) * f * ohw, dyp, f, oh, ow, tq, lq, &dx_g, dx_zeroed);
+                        if (empty_phase) memset(dxi, 0, sizeof(REAL) * c * hw); /* pixels no tap reaches */
+                        for (int64_t q = 0; q < phases; ++q) {
+                            if (dx_first[q + 1] == dx_first[q]) continue;
+                            FN(dgeom) dq = dx_g;
+                            dq.off = dx_off + dx_first[q];
+                            dq.taps = dx_first[q + 1] - dx_first[q];
+                            const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w};
+                            FN(direct_image)(dyp, wflip + dx_first[q] * dx_g.fr, NULL, dxi, buf, &dq, &at);
+                        }
                     }
+                    dx_zeroed = 1;
+                }
             }
         }
         free(xs);
@@ -402,6 +569,8 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     }
     free(parts);
     free(wflip);
+    free(dx_off);
+    free(dx_first);
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 

@@ -278,8 +278,9 @@ def _conv_cases(g):
 
 
 case_conv2d_fwd, case_conv2d_bwd = _conv_cases(CONV)
-# the direct kernels: stride 1, one group (dilation and padding as CONV's)
-case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV._replace(sh=1, oh=naive.out_size(H, 3, 1, 1, 1)))
+# the direct kernels on CONV's strided geometry (their phase-plane layout;
+# stride 1 runs in test_conv_gemm.py's direct tests)
+case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV)
 
 
 def case_sgd_update(rng, dtype):

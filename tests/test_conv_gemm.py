@@ -110,13 +110,12 @@ def test_every_backend_matches_the_reference_on_random_geometry(cfg):
 @settings(max_examples=60, deadline=None)
 @given(conv_shapes())
 def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
-    """Pinned to "direct": stride-1 one-group geometries run the direct
-    kernels (any kernel size, padding, dilation); the others fall back."""
+    """Pinned to "direct": one-group geometries run the direct kernels (any
+    kernel size, stride, padding, dilation); grouped ones fall back."""
     _c()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTCONV_CONV_PATH", "direct")
-        _check("c", **{**cfg, "stride": (1, 1), "groups": 1, "c": cfg["c"] // cfg["groups"],
-                       "f": cfg["f"] // cfg["groups"]})
+        _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": cfg["f"] // cfg["groups"]})
 
 
 @pytest.mark.parametrize("shape", [
@@ -126,18 +125,25 @@ def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
     dict(n=2, c=3, h=6, w=5, f=4, k=(3, 3), padding=(3, 2), dilation=(1, 1)),
     dict(n=3, c=4, h=9, w=8, f=6, k=(5, 3), padding=(2, 0), dilation=(2, 3)),
     dict(n=2, c=33, h=3, w=3, f=2, k=(1, 1), padding=(0, 0), dilation=(1, 1)),
+    # strided (phase planes): ResNet's downsampling, odd sizes, a 1x1 shortcut (phases no tap reaches),
+    # unequal strides with dilation, an even kernel, padding beyond the kernel's reach
+    dict(n=10, c=5, h=17, w=16, f=19, k=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1)),
+    dict(n=3, c=7, h=9, w=8, f=9, k=(1, 1), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
+    dict(n=3, c=4, h=13, w=11, f=6, k=(3, 2), stride=(2, 3), padding=(1, 2), dilation=(2, 1)),
+    dict(n=2, c=3, h=8, w=8, f=5, k=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
+    dict(n=2, c=3, h=6, w=7, f=4, k=(3, 3), stride=(3, 2), padding=(3, 2), dilation=(1, 1)),
 ])
 def test_the_c_direct_convolution_across_blocks_and_paddings(shape, dtype, monkeypatch):
     _c()
     monkeypatch.setenv("FASTCONV_CONV_PATH", "direct")
-    _check("c", **shape, stride=(1, 1), groups=1, bias=True, dtype=dtype, seed=8)
+    _check("c", **{"stride": (1, 1), **shape}, groups=1, bias=True, dtype=dtype, seed=8)
 
 
-def test_the_c_direct_kernels_refuse_strides_and_groups():
+def test_the_c_direct_kernels_refuse_groups():
     c = _c()
-    x, wt, out = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32), np.empty((1, 2, 2, 2), np.float32)
+    x, wt, out = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32), np.empty((1, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="fc_conv2d_direct_fwd"):
-        c.conv2d_direct_fwd(x, wt[:, :1].repeat(2, 1), None, out, ConvGeometry(1, 2, 5, 5, 2, 3, 3, 2, 2, 0, 0, 1, 1, 2, 2, 1))
+        c.conv2d_direct_fwd(x, wt, None, out, ConvGeometry(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2))
     with pytest.raises(ValueError, match="fc_conv2d_direct_bwd"):
         c.conv2d_direct_bwd(x, wt, np.ones((1, 2, 3, 3), np.float32), None, np.empty_like(wt), None,
                             ConvGeometry(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2))

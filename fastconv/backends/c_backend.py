@@ -184,7 +184,7 @@ _conv_choice: dict = {}
 def _paths_for(g) -> list[str]:
     """The paths that can run geometry ``g`` here."""
     names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
-    if g.sh == 1 and g.sw == 1 and g.groups == 1:
+    if g.groups == 1:
         names.append("direct")
     return names
 
