@@ -209,36 +209,48 @@ static const FN(dplace) *FN(dense)(const FN(dgeom) *d, FN(dplace) *place) {
     return place;
 }
 
+/* The columns u < d->ow of a computed row that land inside pl's plane. */
+static void FN(place_columns)(const FN(dgeom) *d, const FN(dplace) *pl, int64_t *u_lo, int64_t *u_hi) {
+    *u_lo = pl->ax >= 0 ? 0 : (-pl->ax + pl->sx - 1) / pl->sx;
+    *u_hi = fc_clamp(pl->w - 1 - pl->ax < 0 ? 0 : (pl->w - 1 - pl->ax) / pl->sx + 1, 0, d->ow);
+}
+
+/* out planes f < planes (pl->h x pl->w each) <- bias[f] + buf[f*bstride +
+ * p - p0] for the computed positions p0 <= p < p0 + D_PB that pl places
+ * inside them (columns u_lo <= u < u_hi of place_columns). */
+static void FN(emit_block)(const REAL *restrict buf, int64_t planes, int64_t bstride, const REAL *restrict bias,
+                           REAL *restrict out, int64_t p0, const FN(dgeom) *d, const FN(dplace) *pl, int64_t u_lo,
+                           int64_t u_hi) {
+    const int64_t oplane = pl->h * pl->w, end = p0 + D_PB < d->len ? p0 + D_PB : d->len;
+    for (int64_t p = p0; p < end;) {
+        const int64_t r = p / d->wp, u = p % d->wp, row = p - u;
+        const int64_t run_end = row + d->wp < end ? row + d->wp : end; /* the rest of this row */
+        const int64_t y = r * pl->sy + pl->ay;
+        const int64_t q0 = u > u_lo ? u : u_lo, q1 = run_end - row < u_hi ? run_end - row : u_hi;
+        if (y >= 0 && y < pl->h && q0 < q1) {
+            for (int64_t f = 0; f < planes; ++f) {
+                const REAL *src = buf + f * bstride + (row - p0);
+                REAL *dst = out + f * oplane + y * pl->w + pl->ax;
+                const REAL b = bias != NULL ? bias[f] : 0;
+                if (pl->sx == 1)
+                    for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] + b;
+                else
+                    for (int64_t q = q0; q < q1; ++q) dst[q * pl->sx] = src[q] + b;
+            }
+        }
+        p = run_end;
+    }
+}
+
 /* out (fo planes of pl->h x pl->w) <- bias + correlation of the padded
  * planes xp with wt, at the places pl gives; buf: scratch of fr x D_PB. */
 static void FN(direct_image)(const REAL *restrict xp, const REAL *restrict wt, const REAL *restrict bias,
                              REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d, const FN(dplace) *pl) {
-    const int64_t oplane = pl->h * pl->w;
-    /* the columns u < ow that land inside the output: u_lo <= u < u_hi */
-    const int64_t u_lo = pl->ax >= 0 ? 0 : (-pl->ax + pl->sx - 1) / pl->sx;
-    const int64_t u_hi = fc_clamp(pl->w - 1 - pl->ax < 0 ? 0 : (pl->w - 1 - pl->ax) / pl->sx + 1, 0, d->ow);
+    int64_t u_lo, u_hi;
+    FN(place_columns)(d, pl, &u_lo, &u_hi);
     for (int64_t p0 = 0; p0 < d->len; p0 += D_PB) {
         FN(direct_position_block)(xp, wt, buf, p0, d);
-        /* keep the block's positions that are outputs, add the bias */
-        const int64_t end = p0 + D_PB < d->len ? p0 + D_PB : d->len;
-        for (int64_t p = p0; p < end;) {
-            const int64_t r = p / d->wp, u = p % d->wp, row = p - u;
-            const int64_t run_end = row + d->wp < end ? row + d->wp : end; /* the rest of this row */
-            const int64_t y = r * pl->sy + pl->ay;
-            const int64_t q0 = u > u_lo ? u : u_lo, q1 = run_end - row < u_hi ? run_end - row : u_hi;
-            if (y >= 0 && y < pl->h && q0 < q1) {
-                for (int64_t f = 0; f < d->fo; ++f) {
-                    const REAL *src = buf + f * D_PB + (row - p0);
-                    REAL *dst = out + f * oplane + y * pl->w + pl->ax;
-                    const REAL b = bias != NULL ? bias[f] : 0;
-                    if (pl->sx == 1)
-                        for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] + b;
-                    else
-                        for (int64_t q = q0; q < q1; ++q) dst[q * pl->sx] = src[q] + b;
-                }
-            }
-            p = run_end;
-        }
+        FN(emit_block)(buf, d->fo, D_PB, bias, out, p0, d, pl, u_lo, u_hi);
     }
 }
 
@@ -283,11 +295,14 @@ static FN(dgeom) FN(phase_geom)(const fc_conv_geom *g, int64_t *off) {
     return d;
 }
 
+#include "conv_depthwise_tmpl.h"
+
 int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
                              REAL *restrict out, const fc_conv_geom *g) {
     if (!fc_direct_applies(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    if (g->groups > 1) return FN(depthwise_fwd)(x, wt, b, out, g);
     const int strided = sh != 1 || sw != 1;
     int64_t *off = strided ? malloc(sizeof(int64_t) * c * fh * fw) : NULL;
     if (strided && off == NULL) return FC_ERR_NOMEM;
@@ -417,6 +432,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     if (!fc_direct_applies(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    if (g->groups > 1) return FN(depthwise_bwd)(x, wt, d_out, d_x, d_w, d_b, g);
     const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow, phases = sh * sw;
     const int strided = phases > 1;
     /* the input's layout: padded planes, or (strided) their phase planes */

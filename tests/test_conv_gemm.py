@@ -118,6 +118,16 @@ def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
         _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": cfg["f"] // cfg["groups"]})
 
 
+@settings(max_examples=40, deadline=None)
+@given(conv_shapes())
+def test_the_c_depthwise_convolution_matches_the_reference_on_random_geometry(cfg):
+    """Pinned to "direct", as depthwise (groups == channels == filters)."""
+    _c()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTCONV_CONV_PATH", "direct")
+        _check("c", **{**cfg, "f": cfg["c"], "groups": cfg["c"]})
+
+
 @pytest.mark.parametrize("shape", [
     # more positions than one register block, more filters than one filter block, more images than blocks
     dict(n=10, c=5, h=19, w=23, f=19, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
@@ -139,14 +149,30 @@ def test_the_c_direct_convolution_across_blocks_and_paddings(shape, dtype, monke
     _check("c", **{"stride": (1, 1), **shape}, groups=1, bias=True, dtype=dtype, seed=8)
 
 
-def test_the_c_direct_kernels_refuse_groups():
+@pytest.mark.parametrize("shape", [
+    # ResNet/MobileNet-like: stride 1 and 2, more positions than one block, more images than blocks
+    dict(n=10, c=6, h=17, w=19, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1)),
+    dict(n=9, c=5, h=16, w=15, k=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1)),
+    # even and wide kernels, dilation, unequal strides, padding beyond the kernel's reach, 1x1 stride 2
+    dict(n=3, c=4, h=11, w=9, k=(2, 5), stride=(1, 2), padding=(0, 2), dilation=(2, 1)),
+    dict(n=2, c=3, h=7, w=8, k=(3, 3), stride=(3, 2), padding=(3, 2), dilation=(1, 1)),
+    dict(n=2, c=3, h=8, w=7, k=(1, 1), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
+])
+def test_the_c_direct_depthwise_convolution(shape, dtype, monkeypatch):
+    """groups == channels == filters runs the depthwise direct kernels."""
+    _c()
+    monkeypatch.setenv("FASTCONV_CONV_PATH", "direct")
+    _check("c", **shape, f=shape["c"], groups=shape["c"], bias=True, dtype=dtype, seed=9)
+
+
+def test_the_c_direct_kernels_refuse_groups_but_depthwise():
     c = _c()
-    x, wt, out = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32), np.empty((1, 2, 3, 3), np.float32)
+    g = ConvGeometry(1, 4, 5, 5, 4, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2)  # two groups of two channels
+    x, wt, out = np.ones((1, 4, 5, 5), np.float32), np.ones((4, 2, 3, 3), np.float32), np.empty((1, 4, 3, 3), np.float32)
     with pytest.raises(ValueError, match="fc_conv2d_direct_fwd"):
-        c.conv2d_direct_fwd(x, wt, None, out, ConvGeometry(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2))
+        c.conv2d_direct_fwd(x, wt, None, out, g)
     with pytest.raises(ValueError, match="fc_conv2d_direct_bwd"):
-        c.conv2d_direct_bwd(x, wt, np.ones((1, 2, 3, 3), np.float32), None, np.empty_like(wt), None,
-                            ConvGeometry(1, 2, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 3, 3, 2))
+        c.conv2d_direct_bwd(x, wt, np.ones_like(out), None, np.empty_like(wt), None, g)
 
 
 @pytest.mark.parametrize("shape", [

@@ -184,7 +184,7 @@ _conv_choice: dict = {}
 def _paths_for(g) -> list[str]:
     """The paths that can run geometry ``g`` here."""
     names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
-    if g.groups == 1:
+    if g.groups == 1 or g.groups == g.c == g.f:  # one group, or depthwise
         names.append("direct")
     return names
 
