@@ -244,11 +244,47 @@ static void FN(emit_block)(const REAL *restrict buf, int64_t planes, int64_t bst
 
 /* out (fo planes of pl->h x pl->w) <- bias + correlation of the padded
  * planes xp with wt, at the places pl gives; buf: scratch of fr x D_PB. */
+/* A narrow register block for few output planes (mr <= 4 of them, as with
+ * the input gradient of a first layer): mr filters x nv vectors, nv*DVEC =
+ * (nv/D_NV) position blocks at once, from a tap table; buf holds them as mr
+ * rows of nv*DVEC.  An 8-filter block would multiply zeros 8/mr times over. */
+static inline __attribute__((always_inline)) void FN(narrow_block)(
+    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict wt,
+    REAL *restrict buf, int64_t p0, int64_t fr, const int mr, const int nv) {
+    FN(dvec) acc[4][4 * D_NV] = {{{0}}};
+    for (int64_t k = 0; k < taps; ++k) {
+        const REAL *xr = xp + off[k] + p0;
+        const REAL *w = wt + k * fr;
+        FN(dvec) xv[4 * D_NV];
+        for (int v = 0; v < nv; ++v) xv[v] = FN(dload)(xr + v * DVEC);
+        for (int m = 0; m < mr; ++m) {
+            const REAL wv = w[m];
+            for (int v = 0; v < nv; ++v) acc[m][v] += wv * xv[v];
+        }
+    }
+    for (int m = 0; m < mr; ++m)
+        for (int v = 0; v < nv; ++v) *(FN(dvec) *)(buf + m * nv * DVEC + v * DVEC) = acc[m][v];
+}
+
 static void FN(direct_image)(const REAL *restrict xp, const REAL *restrict wt, const REAL *restrict bias,
                              REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d, const FN(dplace) *pl) {
     int64_t u_lo, u_hi;
     FN(place_columns)(d, pl, &u_lo, &u_hi);
-    for (int64_t p0 = 0; p0 < d->len; p0 += D_PB) {
+    int64_t p0 = 0;
+    if (d->off != NULL && d->fo <= 4) { /* mr filters x (4/mr) position blocks, while whole ones fit */
+        const int mr = d->fo <= 1 ? 1 : d->fo <= 2 ? 2 : 4, nb = 4 / mr, nv = nb * D_NV;
+        for (; p0 + nb * D_PB <= d->lr; p0 += nb * D_PB) {
+            if (mr == 1)
+                FN(narrow_block)(xp, d->off, d->taps, wt, buf, p0, d->fr, 1, 4 * D_NV);
+            else if (mr == 2)
+                FN(narrow_block)(xp, d->off, d->taps, wt, buf, p0, d->fr, 2, 2 * D_NV);
+            else
+                FN(narrow_block)(xp, d->off, d->taps, wt, buf, p0, d->fr, 4, D_NV);
+            for (int64_t s = 0; s < nb && p0 + s * D_PB < d->len; ++s)
+                FN(emit_block)(buf + s * D_PB, d->fo, nv * DVEC, bias, out, p0 + s * D_PB, d, pl, u_lo, u_hi);
+        }
+    }
+    for (; p0 < d->len; p0 += D_PB) {
         FN(direct_position_block)(xp, wt, buf, p0, d);
         FN(emit_block)(buf, d->fo, D_PB, bias, out, p0, d, pl, u_lo, u_hi);
     }
@@ -461,14 +497,24 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     const int64_t xs_size = c * phases * stack * plane + lr_max + fw * dw + 2 * DVEC;
     double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
     REAL *wflip = d_x != NULL ? malloc(sizeof(REAL) * f * fh * fw * dx_g.fr) : NULL;
-    int64_t *dx_off = d_x != NULL && strided ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
+    int64_t *dx_off = d_x != NULL ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
     int64_t *dx_first = malloc(sizeof(int64_t) * (phases + 1)); /* phase q's taps: dx_first[q] .. [q+1] */
-    if (parts == NULL || dx_first == NULL || (d_x != NULL && (wflip == NULL || (strided && dx_off == NULL)))) {
+    if (parts == NULL || dx_first == NULL || (d_x != NULL && (wflip == NULL || dx_off == NULL))) {
         free(parts), free(wflip), free(dx_off), free(dx_first);
         return FC_ERR_NOMEM;
     }
     int empty_phase = 0;
-    if (d_x != NULL && !strided) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
+    if (d_x != NULL && !strided) {
+        FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
+        if (c <= 4) { /* few input channels: the narrow blocks, which read a tap table */
+            for (int64_t fi = 0; fi < f; ++fi)
+                for (int64_t i = 0; i < fh; ++i)
+                    for (int64_t j = 0; j < fw; ++j)
+                        dx_off[(fi * fh + i) * fw + j] = (fi * dx_g.hp + i * dh) * dx_g.wp + j * dw;
+            dx_g.off = dx_off;
+            dx_g.taps = f * fh * fw;
+        }
+    }
     if (d_x != NULL && strided) { /* each phase's taps: offsets into padded dy, weights [tap][c] */
         memset(wflip, 0, sizeof(REAL) * f * fh * fw * dx_g.fr);
         int64_t t = 0;

@@ -135,6 +135,10 @@ def test_the_c_depthwise_convolution_matches_the_reference_on_random_geometry(cf
     dict(n=2, c=3, h=6, w=5, f=4, k=(3, 3), padding=(3, 2), dilation=(1, 1)),
     dict(n=3, c=4, h=9, w=8, f=6, k=(5, 3), padding=(2, 0), dilation=(2, 3)),
     dict(n=2, c=33, h=3, w=3, f=2, k=(1, 1), padding=(0, 0), dilation=(1, 1)),
+    # few input channels: the input gradient's narrow blocks (1, 2 and 4 planes), whole and partial
+    dict(n=3, c=1, h=28, w=27, f=32, k=(3, 3), padding=(0, 0), dilation=(1, 1)),
+    dict(n=2, c=2, h=19, w=21, f=6, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=2, c=3, h=17, w=16, f=5, k=(5, 5), padding=(2, 2), dilation=(1, 1)),
     # strided (phase planes): ResNet's downsampling, odd sizes, a 1x1 shortcut (phases no tap reaches),
     # unequal strides with dilation, an even kernel, padding beyond the kernel's reach
     dict(n=10, c=5, h=17, w=16, f=19, k=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1)),
