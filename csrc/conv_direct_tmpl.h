@@ -1,5 +1,6 @@
-/* Direct convolution for stride 1 and one group, for one element type
- * (included by conv_direct.c through instantiate.h with REAL and FN(name)).
+/* Direct convolution for one group, any stride (and, through
+ * conv_depthwise_tmpl.h, depthwise), for one element type (included by
+ * conv_direct.c through instantiate.h with REAL and FN(name)).
  *
  * Why: with stride 1, the input an output row reads is a contiguous row of
  * the zero-padded image.  Lay the outputs out on the padded width (position
@@ -23,6 +24,12 @@
  * blocks of images (backward, summed in block order: the same bits at any
  * thread count).  For the weight gradient a block's images are laid side by
  * side along the positions, so small maps still give long runs.
+ *
+ * A stride splits the padded input into sh x sw phase planes first
+ * (split_phases): each tap is then again a fixed offset, into one phase, and
+ * the register blocks walk a tap table (no tap multiplies a zero); the input
+ * gradient is one stride-1 correlation per input phase, scattered sh, sw
+ * apart (dplace).
  *
  * The extra positions (x >= OW, and between stacked images) are computed
  * with a zero output gradient; with non-finite inputs (inf) that adds
@@ -242,8 +249,6 @@ static void FN(emit_block)(const REAL *restrict buf, int64_t planes, int64_t bst
     }
 }
 
-/* out (fo planes of pl->h x pl->w) <- bias + correlation of the padded
- * planes xp with wt, at the places pl gives; buf: scratch of fr x D_PB. */
 /* A narrow register block for few output planes (mr <= 4 of them, as with
  * the input gradient of a first layer): mr filters x nv vectors, nv*DVEC =
  * (nv/D_NV) position blocks at once, from a tap table; buf holds them as mr
@@ -266,6 +271,8 @@ static inline __attribute__((always_inline)) void FN(narrow_block)(
         for (int v = 0; v < nv; ++v) *(FN(dvec) *)(buf + m * nv * DVEC + v * DVEC) = acc[m][v];
 }
 
+/* out (fo planes of pl->h x pl->w) <- bias + correlation of the padded
+ * planes xp with wt, at the places pl gives; buf: scratch of fr x D_PB. */
 static void FN(direct_image)(const REAL *restrict xp, const REAL *restrict wt, const REAL *restrict bias,
                              REAL *restrict out, REAL *restrict buf, const FN(dgeom) *d, const FN(dplace) *pl) {
     int64_t u_lo, u_hi;
