@@ -46,19 +46,7 @@ static void FN(dw_channel)(const REAL *restrict xc, const int64_t *restrict off,
  * stride) with the one-channel tap table off (fh*fw offsets from a
  * channel's first plane); positions: the output rows on the layout's width. */
 static FN(dgeom) FN(dw_geom)(const fc_conv_geom *g, int64_t *off) {
-    FC_CONV_LOCALS(g);
-    (void)n, (void)c, (void)f;
-    const int64_t hq = (h + 2 * ph + sh - 1) / sh, wq = (w + 2 * pw + sw - 1) / sw;
-    FN(dgeom) d = FN(direct_geom)(sh * sw, 1, 1, 1, 1, 1, hq, wq, ow, 1);
-    d.oh = oh;
-    d.len = oh * wq;
-    d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
-    for (int64_t i = 0; i < fh; ++i)
-        for (int64_t j = 0; j < fw; ++j) off[i * fw + j] = FN(phase_offset)(0, i, j, dh, dw, sh, sw, 1, hq, wq);
-    d.off = off;
-    d.taps = fh * fw;
-    d.kw = fw * dw; /* padded_size's slack covers the column offsets */
-    return d;
+    return FN(phase_geom)(g, off, 1, 1, 1);
 }
 
 /* xp <- image img's channels in the layout of d (zeroed: see pad_planes). */
@@ -128,9 +116,7 @@ static int FN(depthwise_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     const int64_t xsize = FN(padded_size)(&all);
     const int64_t tq = (fh - 1) * dh / sh, lq = (fw - 1) * dw / sw;
     FN(dgeom) dx_g = FN(direct_geom)(c, 1, 1, fw, 1, dw, d.hp + tq, d.wp + lq, d.wp, 1);
-    dx_g.oh = d.hp; /* every phase row and column */
-    dx_g.len = d.hp * dx_g.wp;
-    dx_g.lr = (dx_g.len + D_PB - 1) / D_PB * D_PB;
+    FN(set_rows)(&dx_g, d.hp); /* every phase row and column */
     const int64_t dplane = dx_g.hp * dx_g.wp, dysize = FN(padded_size)(&dx_g);
     int empty_phase = 0;
     {
@@ -213,14 +199,7 @@ static int FN(depthwise_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         free(dyp);
         free(wphase);
     }
-    if (!nomem) {
-        for (int64_t e = 0; e < c * taps + c; ++e) {
-            double s = 0;
-            for (int64_t blk = 0; blk < blocks; ++blk) s += parts[blk * (c * taps + c) + e];
-            if (e < c * taps) d_w[e] = (REAL)s;
-            else if (d_b != NULL) d_b[e - c * taps] = (REAL)s;
-        }
-    }
+    if (!nomem) FN(sum_blocks)(parts, blocks, c * taps, c, d_w, d_b);
     free(off), free(dx_off), free(dx_tap), free(dx_first), free(parts);
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }

@@ -71,12 +71,17 @@ typedef struct {
     int64_t taps;           /* with off: the number of taps */
 } FN(dgeom);
 
+/* d computes `rows` rows of positions (oh; len and lr follow). */
+static void FN(set_rows)(FN(dgeom) *d, int64_t rows) {
+    d->oh = rows;
+    d->len = rows * d->wp;
+    d->lr = (d->len + D_PB - 1) / D_PB * D_PB;
+}
+
 static FN(dgeom) FN(direct_geom)(int64_t ci, int64_t fo, int64_t kh, int64_t kw, int64_t dh, int64_t dw,
                                  int64_t hp, int64_t wp, int64_t ow, int64_t round_f) {
-    FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp,
-                   hp - (kh - 1) * dh, ow, 0, 0, NULL, 0};
-    d.len = d.oh * d.wp;
-    d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
+    FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp, 0, ow, 0, 0, NULL, 0};
+    FN(set_rows)(&d, hp - (kh - 1) * dh);
     return d;
 }
 
@@ -317,25 +322,37 @@ static void FN(direct_weights)(const REAL *restrict w, REAL *restrict wt_out, in
                 wt_out[(fi * taps + t) * fr + ci] = w[(fi * c + ci) * taps + (taps - 1 - t)];
 }
 
-/* The geometry of a strided convolution's phase layout (split_phases),
- * with its tap table `off` (c*fh*fw offsets, filled here) and the taps'
- * weights in the table's order, which is the weights' own (c, i, j). */
-static FN(dgeom) FN(phase_geom)(const fc_conv_geom *g, int64_t *off) {
+/* The geometry of a convolution's phase layout (split_phases; stride 1:
+ * the padded planes) over `channels` channels and `fo` output planes
+ * (rounded up to round_f), with its tap table `off` (channels*fh*fw
+ * offsets, filled here) in the weights' own order (c, i, j). */
+static FN(dgeom) FN(phase_geom)(const fc_conv_geom *g, int64_t *off, int64_t channels, int64_t fo,
+                                int64_t round_f) {
     FC_CONV_LOCALS(g);
-    (void)n;
+    (void)n, (void)c, (void)f;
     const int64_t hq = (h + 2 * ph + sh - 1) / sh, wq = (w + 2 * pw + sw - 1) / sw;
-    FN(dgeom) d = FN(direct_geom)(c * sh * sw, f, 1, 1, 1, 1, hq, wq, ow, D_MR);
-    d.oh = oh;
-    d.len = d.oh * d.wp;
-    d.lr = (d.len + D_PB - 1) / D_PB * D_PB;
-    for (int64_t ch = 0; ch < c; ++ch)
+    FN(dgeom) d = FN(direct_geom)(channels * sh * sw, fo, 1, 1, 1, 1, hq, wq, ow, round_f);
+    FN(set_rows)(&d, oh);
+    for (int64_t ch = 0; ch < channels; ++ch)
         for (int64_t i = 0; i < fh; ++i)
             for (int64_t j = 0; j < fw; ++j)
                 off[(ch * fh + i) * fw + j] = FN(phase_offset)(ch, i, j, dh, dw, sh, sw, 1, hq, wq);
     d.off = off;
-    d.taps = c * fh * fw;
+    d.taps = channels * fh * fw;
     d.kw = fw * dw; /* padded_size's slack covers the column offsets (j*dw)/sw */
     return d;
+}
+
+/* d_w[e] (e < nw), then d_b (nb entries, if asked) <- the sums over the
+ * blocks of parts (blocks x (nw + nb) doubles), in block order. */
+static void FN(sum_blocks)(const double *restrict parts, int64_t blocks, int64_t nw, int64_t nb,
+                           REAL *restrict d_w, REAL *restrict d_b) {
+    for (int64_t e = 0; e < nw + nb; ++e) {
+        double s = 0;
+        for (int64_t blk = 0; blk < blocks; ++blk) s += parts[blk * (nw + nb) + e];
+        if (e < nw) d_w[e] = (REAL)s;
+        else if (d_b != NULL) d_b[e - nw] = (REAL)s;
+    }
 }
 
 #include "conv_depthwise_tmpl.h"
@@ -349,7 +366,7 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
     const int strided = sh != 1 || sw != 1;
     int64_t *off = strided ? malloc(sizeof(int64_t) * c * fh * fw) : NULL;
     if (strided && off == NULL) return FC_ERR_NOMEM;
-    const FN(dgeom) d = strided ? FN(phase_geom)(g, off)
+    const FN(dgeom) d = strided ? FN(phase_geom)(g, off, c, f, D_MR)
                                 : FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_MR);
     REAL *wd = malloc(sizeof(REAL) * c * fh * fw * d.fr);
     if (wd == NULL) {
@@ -490,9 +507,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     FN(dgeom) dx_g = strided ? FN(direct_geom)(f, c, 1, fw, 1, dw, hq + tq, wq + lq, wq, D_MR)
                              : FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
     if (strided) { /* positions: every phase row and column */
-        dx_g.oh = hq;
-        dx_g.len = hq * dx_g.wp;
-        dx_g.lr = (dx_g.len + D_PB - 1) / D_PB * D_PB;
+        FN(set_rows)(&dx_g, hq);
     }
     const int64_t blocks = n < FC_GRAD_BLOCKS ? n : FC_GRAD_BLOCKS; /* from n alone (common.h) */
     /* weight gradient: x in the forward's layout, dy on its width; `stack`
@@ -628,14 +643,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         free(dyp);
         free(buf);
     }
-    if (!nomem) {
-        for (int64_t e = 0; e < f * taps + f; ++e) {
-            double s = 0;
-            for (int64_t blk = 0; blk < blocks; ++blk) s += parts[blk * (f * taps + f) + e];
-            if (e < f * taps) d_w[e] = (REAL)s;
-            else if (d_b != NULL) d_b[e - f * taps] = (REAL)s;
-        }
-    }
+    if (!nomem) FN(sum_blocks)(parts, blocks, f * taps, f, d_w, d_b);
     free(parts);
     free(wflip);
     free(dx_off);
