@@ -78,7 +78,7 @@ static int FN(depthwise_fwd)(const REAL *restrict x, const REAL *restrict wt, co
         }
         int zeroed = 0;
         FN(dplace) place;
-        FN(dense)(&d, &place);
+        FN(dense)(&place, oh, ow, 0);
 #pragma omp for schedule(static)
         for (int64_t img = 0; img < n; ++img) {
             if (xp == NULL) continue;
@@ -154,7 +154,7 @@ static int FN(depthwise_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                 const REAL *dy = d_out + img * c * ohw;
                 FN(dw_layout)(x + img * c * hw, xp, g, &d, xsize, zeroed);
                 if (!zeroed) memset(dyf, 0, sizeof(REAL) * (d.lr + DVEC));
-                if (d_x != NULL) FN(pad_planes)(dy, dyp, c, oh, ow, tq, lq, &dx_g, zeroed);
+                if (d_x != NULL) FN(stack_planes)(dy, dyp, c, oh, ow, tq, lq, 1, &dx_g, zeroed);
                 zeroed = 1;
                 for (int64_t ch = 0; ch < c; ++ch) {
                     /* weight and bias gradients: dy on the layout's width, DW_GT taps per pass */
@@ -188,7 +188,7 @@ static int FN(depthwise_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                         const int64_t t0 = dx_first[q], nt = dx_first[q + 1] - t0;
                         if (nt == 0) continue;
                         for (int64_t t = 0; t < nt; ++t) wphase[t] = wt[ch * taps + dx_tap[t0 + t]];
-                        const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w};
+                        const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w, 0};
                         FN(dw_channel)(dyp + ch * dplane, dx_off + t0, nt, wphase, 0, dxc, &dx_g, &at);
                     }
                 }

@@ -69,6 +69,7 @@ typedef struct {
     int64_t len, lr;        /* positions oh*wp, rounded up to whole register blocks */
     const int64_t *off;     /* NULL: the taps of a stride-1 kernel; else each tap's offset (phase layouts) */
     int64_t taps;           /* with off: the number of taps */
+    int64_t period;         /* rows per image: computed row r is row r % period of image r / period */
 } FN(dgeom);
 
 /* d computes `rows` rows of positions (oh; len and lr follow). */
@@ -80,9 +81,46 @@ static void FN(set_rows)(FN(dgeom) *d, int64_t rows) {
 
 static FN(dgeom) FN(direct_geom)(int64_t ci, int64_t fo, int64_t kh, int64_t kw, int64_t dh, int64_t dw,
                                  int64_t hp, int64_t wp, int64_t ow, int64_t round_f) {
-    FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp, 0, ow, 0, 0, NULL, 0};
+    FN(dgeom) d = {ci, fo, (fo + round_f - 1) / round_f * round_f, kh, kw, dh, dw, hp, wp, 0, ow, 0, 0, NULL, 0, hp};
     FN(set_rows)(&d, hp - (kh - 1) * dh);
     return d;
+}
+
+/* A stack of bc images (stride 1), each of ci planes h x w padded by (ph,
+ * pw), one above the other in every plane: image b's padded row y is plane
+ * row b*period + y.  Where the padding is no wider than the kernel's reach
+ * (the usual p <= (k-1)*d), neighbours share it: the zero rows below one
+ * image are the rows above the next (period h + ph), and the zero columns
+ * right of a row are the next row's left ones (width w + pw).  Small maps
+ * gain most: a 3x3 / padding 1 convolution on 4x4 maps computed 48
+ * positions per image for 16 outputs, on the stack 25; on 8x8, 96 -> 81. */
+static FN(dgeom) FN(stack_geom)(int64_t ci, int64_t fo, int64_t kh, int64_t kw, int64_t dh, int64_t dw, int64_t h,
+                                int64_t w, int64_t ph, int64_t pw, int64_t bc, int64_t round_f) {
+    const int share_rows = ph >= 0 && ph <= (kh - 1) * dh, share_cols = pw >= 0 && pw <= (kw - 1) * dw;
+    const int64_t period = share_rows ? h + ph : h + 2 * ph;
+    const int64_t hs = bc * period + (share_rows ? ph : 0), ws = share_cols ? w + pw : w + 2 * pw;
+    FN(dgeom) d = FN(direct_geom)(ci, fo, kh, kw, dh, dw, hs, ws, w + 2 * pw - (kw - 1) * dw, round_f);
+    d.period = period;
+    return d;
+}
+
+/* Images per stack for n images whose one-image stack is d1: up to ~1024
+ * computed positions, the largest count whose stacks the threads share
+ * within 3 % of evenly (static schedule: a thread runs at most
+ * ceil(stacks / threads) of them) -- 5 stacks on 2 threads ran 6 % slower
+ * than single images. */
+static int64_t FN(stack_count)(FN(dgeom) d1, int64_t n) {
+    const int64_t per_image = d1.period * d1.wp, threads = fc_nthreads > 1 ? fc_nthreads : 1;
+    const int64_t want = fc_clamp((1024 + per_image - 1) / per_image, 1, n);
+    int64_t best = 1;
+    double best_share = 0;
+    for (int64_t bc = want; bc >= 1; --bc) {
+        const int64_t stacks = (n + bc - 1) / bc, most = (stacks + threads - 1) / threads * bc;
+        const double share = (double)n / (double)(threads * most); /* 1: every thread equally busy */
+        if (share >= 0.97) return bc;
+        if (share > best_share) best = bc, best_share = share;
+    }
+    return best;
 }
 
 /* Elements of a padded-input buffer: the planes, then zero slack for the
@@ -91,22 +129,24 @@ static int64_t FN(padded_size)(const FN(dgeom) *d) {
     return d->ci * d->hp * d->wp + (d->lr - d->len) + d->kw * d->dw + 2 * DVEC;
 }
 
-/* dst (planes of hp x wp, zero elsewhere, slack zeroed) <- src planes of
- * h x w placed at (top, left); negative offsets crop.  With `zeroed`, dst
- * already holds zeros everywhere this call does not write (the previous
- * call had the same geometry): only the interior is copied -- clearing the
- * whole buffer per image cost ~10 % of a convolution. */
-static void FN(pad_planes)(const REAL *restrict src, REAL *restrict dst, int64_t planes, int64_t h, int64_t w,
-                           int64_t top, int64_t left, const FN(dgeom) *d, int zeroed) {
+/* dst (the planes of d, zero elsewhere, slack zeroed) <- bc images of
+ * `planes` planes h x w each (consecutive in src), image b's row y at plane
+ * row b*d->period + top + y, its column x at left + x; rows and columns
+ * outside an image's period x width are cropped (negative padding).  With
+ * `zeroed`, dst already holds zeros everywhere this call does not write (the
+ * previous call had the same geometry): only the pixels are copied --
+ * clearing the whole buffer per image cost ~10 % of a convolution. */
+static void FN(stack_planes)(const REAL *restrict src, REAL *restrict dst, int64_t planes, int64_t h, int64_t w,
+                             int64_t top, int64_t left, int64_t bc, const FN(dgeom) *d, int zeroed) {
     if (!zeroed) memset(dst, 0, sizeof(REAL) * FN(padded_size)(d));
     const int64_t x0 = left < 0 ? -left : 0, x1 = w < d->wp - left ? w : d->wp - left;
+    const int64_t y0 = top < 0 ? -top : 0, y1 = h < d->period - top ? h : d->period - top;
     if (x1 <= x0) return;
-    for (int64_t c = 0; c < planes; ++c)
-        for (int64_t y = 0; y < h; ++y) {
-            const int64_t yd = y + top;
-            if (yd < 0 || yd >= d->hp) continue;
-            memcpy(dst + (c * d->hp + yd) * d->wp + left + x0, src + (c * h + y) * w + x0, sizeof(REAL) * (x1 - x0));
-        }
+    for (int64_t b = 0; b < bc; ++b)
+        for (int64_t c = 0; c < planes; ++c)
+            for (int64_t y = y0; y < y1; ++y)
+                memcpy(dst + (c * d->hp + b * d->period + top + y) * d->wp + left + x0,
+                       src + ((b * planes + c) * h + y) * w + x0, sizeof(REAL) * (x1 - x0));
 }
 
 /* The stride-s layout: the padded image split into sh x sw phase planes,
@@ -210,14 +250,17 @@ static void FN(direct_position_block)(const REAL *restrict xp, const REAL *restr
     }
 }
 
-/* Where computed position (r, u) of a plane goes: (r*sy + ay, u*sx + ax)
- * of an h x w output plane, if inside it. */
+/* Where computed position (r, u) of a plane goes: row r is row
+ * rr = r % d->period of image r / d->period (a stack), which is istride
+ * elements after the previous one in the output; there it lands at
+ * (rr*sy + ay, u*sx + ax) of an h x w output plane, if inside it. */
 typedef struct {
-    int64_t sy, ay, sx, ax, h, w;
+    int64_t sy, ay, sx, ax, h, w, istride;
 } FN(dplace);
 
-static const FN(dplace) *FN(dense)(const FN(dgeom) *d, FN(dplace) *place) {
-    *place = (FN(dplace)){1, 0, 1, 0, d->oh, d->ow};
+/* Stride 1, outputs h x w per image (one image: istride unused). */
+static const FN(dplace) *FN(dense)(FN(dplace) *place, int64_t h, int64_t w, int64_t istride) {
+    *place = (FN(dplace)){1, 0, 1, 0, h, w, istride};
     return place;
 }
 
@@ -237,12 +280,13 @@ static void FN(emit_block)(const REAL *restrict buf, int64_t planes, int64_t bst
     for (int64_t p = p0; p < end;) {
         const int64_t r = p / d->wp, u = p % d->wp, row = p - u;
         const int64_t run_end = row + d->wp < end ? row + d->wp : end; /* the rest of this row */
-        const int64_t y = r * pl->sy + pl->ay;
+        const int64_t y = r % d->period * pl->sy + pl->ay;
         const int64_t q0 = u > u_lo ? u : u_lo, q1 = run_end - row < u_hi ? run_end - row : u_hi;
         if (y >= 0 && y < pl->h && q0 < q1) {
+            REAL *img = out + r / d->period * pl->istride;
             for (int64_t f = 0; f < planes; ++f) {
                 const REAL *src = buf + f * bstride + (row - p0);
-                REAL *dst = out + f * oplane + y * pl->w + pl->ax;
+                REAL *dst = img + f * oplane + y * pl->w + pl->ax;
                 const REAL b = bias != NULL ? bias[f] : 0;
                 if (pl->sx == 1)
                     for (int64_t q = q0; q < q1; ++q) dst[q] = src[q] + b;
@@ -366,8 +410,11 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
     const int strided = sh != 1 || sw != 1;
     int64_t *off = strided ? malloc(sizeof(int64_t) * c * fh * fw) : NULL;
     if (strided && off == NULL) return FC_ERR_NOMEM;
+    /* tasks: stacks of `stack` images (stride 1), or single images */
+    const int64_t stack = strided ? 1 : FN(stack_count)(FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, 1, 1), n);
+    const int64_t tasks = (n + stack - 1) / stack;
     const FN(dgeom) d = strided ? FN(phase_geom)(g, off, c, f, D_MR)
-                                : FN(direct_geom)(c, f, fh, fw, dh, dw, h + 2 * ph, w + 2 * pw, ow, D_MR);
+                                : FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, stack, D_MR);
     REAL *wd = malloc(sizeof(REAL) * c * fh * fw * d.fr);
     if (wd == NULL) {
         free(off);
@@ -375,7 +422,7 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
     }
     FN(direct_weights)(wt, wd, f, c, fh, fw, d.fr, 0);
     int nomem = 0;
-#pragma omp parallel num_threads(fc_threads_for(2 * n * f * d.len * c * fh * fw))
+#pragma omp parallel num_threads(fc_threads_for(2 * n * f * oh * ow * c * fh * fw))
     {
         REAL *xp = fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&d));
         REAL *buf = fc_alloc_lines(sizeof(REAL) * d.fr * D_PB);
@@ -383,18 +430,23 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
 #pragma omp atomic write
             nomem = 1;
         }
-        int zeroed = 0;
+        int64_t zeroed_bc = 0; /* the stack size xp was cleared for */
         FN(dplace) place;
+        FN(dense)(&place, oh, ow, f * oh * ow);
 #pragma omp for schedule(static)
-        for (int64_t img = 0; img < n; ++img) {
+        for (int64_t task = 0; task < tasks; ++task) {
             if (xp == NULL || buf == NULL) continue;
-            if (strided)
+            const int64_t img = task * stack, bc = n - img < stack ? n - img : stack;
+            if (strided) {
                 FN(split_phases)(x + img * c * h * w, xp, c, h, w, ph, pw, sh, sw, d.hp, d.wp, 1, 0,
-                                 FN(padded_size)(&d), zeroed);
-            else
-                FN(pad_planes)(x + img * c * h * w, xp, c, h, w, ph, pw, &d, zeroed);
-            zeroed = 1;
-            FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &d, FN(dense)(&d, &place));
+                                 FN(padded_size)(&d), zeroed_bc == 1);
+                FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &d, &place);
+            } else {
+                const FN(dgeom) ds = bc == stack ? d : FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, bc, D_MR);
+                FN(stack_planes)(x + img * c * h * w, xp, c, h, w, ph, pw, bc, &ds, zeroed_bc == bc);
+                FN(direct_image)(xp, wd, b, out + img * f * oh * ow, buf, &ds, &place);
+            }
+            zeroed_bc = bc;
         }
         free(xp);
         free(buf);
@@ -495,7 +547,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     if (g->groups > 1) return FN(depthwise_bwd)(x, wt, d_out, d_x, d_w, d_b, g);
     const int64_t taps = c * fh * fw, hw = h * w, ohw = oh * ow, phases = sh * sw;
     const int strided = phases > 1;
-    /* the input's layout: padded planes, or (strided) their phase planes */
+    /* strided: the input's phase planes */
     const int64_t hq = (h + 2 * ph + sh - 1) / sh, wq = (w + 2 * pw + sw - 1) / sw, plane = hq * wq;
     /* input gradient, stride 1: dy padded by (k-1)*d - p, correlated with the
      * flipped weights.  Strided: per phase (a, b) of the padded input, the
@@ -504,39 +556,33 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
      * whose outputs are scattered sh, sw apart. */
     const int64_t qh = (fh - 1) * dh - ph, qw = (fw - 1) * dw - pw;
     const int64_t tq = (fh - 1) * dh / sh, lq = (fw - 1) * dw / sw;
-    FN(dgeom) dx_g = strided ? FN(direct_geom)(f, c, 1, fw, 1, dw, hq + tq, wq + lq, wq, D_MR)
-                             : FN(direct_geom)(f, c, fh, fw, dh, dw, oh + 2 * qh, ow + 2 * qw, w, D_MR);
-    if (strided) { /* positions: every phase row and column */
-        FN(set_rows)(&dx_g, hq);
-    }
     const int64_t blocks = n < FC_GRAD_BLOCKS ? n : FC_GRAD_BLOCKS; /* from n alone (common.h) */
-    /* weight gradient: x in the forward's layout, dy on its width; `stack`
-     * images side by side along the positions (plane after plane per
-     * channel and phase), so small maps still give long runs of positions */
+    /* images per stack, within a block: stride 1, x and dy stacked as in the
+     * forward (stack_geom), for the weight gradient and the input gradient;
+     * strided, x's phase planes side by side along the positions -- small
+     * maps still give long runs of positions */
+    const int64_t per_block = (n + blocks - 1) / blocks;
+    const FN(dgeom) x1 = FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, 1, 1);
+    const int64_t per_image = strided ? plane : x1.period * x1.wp;
+    const int64_t stack = fc_clamp((1024 + per_image - 1) / per_image, 1, per_block);
+    FN(dgeom) dx_g = strided ? FN(direct_geom)(f, c, 1, fw, 1, dw, hq + tq, wq + lq, wq, D_MR)
+                             : FN(stack_geom)(f, c, fh, fw, dh, dw, oh, ow, qh, qw, stack, D_MR);
+    if (strided) FN(set_rows)(&dx_g, hq); /* every phase row and column */
+    const FN(dgeom) xg = FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, stack, 1);
     const int64_t fr = (f + D_GF - 1) / D_GF * D_GF;
-    const int64_t stack = fc_clamp((1024 + plane - 1) / plane, 1, (n + blocks - 1) / blocks);
-    const int64_t lr_max = (stack * plane + DVEC - 1) / DVEC * DVEC;
-    const int64_t xs_size = c * phases * stack * plane + lr_max + fw * dw + 2 * DVEC;
+    const int64_t lr_max = ((strided ? stack * plane : xg.len) + DVEC - 1) / DVEC * DVEC;
+    const int64_t xs_size = strided ? c * phases * stack * plane + lr_max + fw * dw + 2 * DVEC : FN(padded_size)(&xg);
+    const int narrow = d_x != NULL && !strided && c <= 4; /* the narrow blocks, which read a tap table */
     double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
     REAL *wflip = d_x != NULL ? malloc(sizeof(REAL) * f * fh * fw * dx_g.fr) : NULL;
-    int64_t *dx_off = d_x != NULL ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
+    int64_t *dx_off = d_x != NULL && strided ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
     int64_t *dx_first = malloc(sizeof(int64_t) * (phases + 1)); /* phase q's taps: dx_first[q] .. [q+1] */
-    if (parts == NULL || dx_first == NULL || (d_x != NULL && (wflip == NULL || dx_off == NULL))) {
+    if (parts == NULL || dx_first == NULL || (d_x != NULL && wflip == NULL) || (d_x != NULL && strided && dx_off == NULL)) {
         free(parts), free(wflip), free(dx_off), free(dx_first);
         return FC_ERR_NOMEM;
     }
     int empty_phase = 0;
-    if (d_x != NULL && !strided) {
-        FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
-        if (c <= 4) { /* few input channels: the narrow blocks, which read a tap table */
-            for (int64_t fi = 0; fi < f; ++fi)
-                for (int64_t i = 0; i < fh; ++i)
-                    for (int64_t j = 0; j < fw; ++j)
-                        dx_off[(fi * fh + i) * fw + j] = (fi * dx_g.hp + i * dh) * dx_g.wp + j * dw;
-            dx_g.off = dx_off;
-            dx_g.taps = f * fh * fw;
-        }
-    }
+    if (d_x != NULL && !strided) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
     if (d_x != NULL && strided) { /* each phase's taps: offsets into padded dy, weights [tap][c] */
         memset(wflip, 0, sizeof(REAL) * f * fh * fw * dx_g.fr);
         int64_t t = 0;
@@ -557,20 +603,24 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         dx_first[phases] = t;
     }
     int nomem = 0;
-#pragma omp parallel num_threads(fc_threads_for(4 * n * f * oh * wq * taps))
+#pragma omp parallel num_threads(fc_threads_for(4 * n * f * ohw * taps))
     {
         REAL *xs = fc_alloc_lines(sizeof(REAL) * xs_size);
         REAL *dyf = fc_alloc_lines(sizeof(REAL) * (fr * lr_max + DVEC));
         int64_t *off = malloc(sizeof(int64_t) * (taps + D_GT));
         REAL *dyp = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dx_g)) : NULL;
         REAL *buf = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * dx_g.fr * D_PB) : NULL;
-        const int ok = xs != NULL && dyf != NULL && off != NULL && (d_x == NULL || (dyp != NULL && buf != NULL));
+        int64_t *nar_off = narrow ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
+        const int ok = xs != NULL && dyf != NULL && off != NULL && (d_x == NULL || (dyp != NULL && buf != NULL)) &&
+                       (!narrow || nar_off != NULL);
         if (!ok) {
 #pragma omp atomic write
             nomem = 1;
         }
-        int64_t zeroed_bc = 0; /* the stack size xs and dyf were cleared for */
+        int64_t zeroed_bc = 0; /* the stack size the buffers were cleared for */
         int dx_zeroed = 0;
+        FN(dgeom) xgs = xg, dxs = dx_g; /* stride 1: the layouts of this stack */
+        int64_t lr = lr_max;
         FN(dplace) place;
 #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -579,27 +629,44 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
             const int64_t first = blk * n / blocks, last = (blk + 1) * n / blocks;
             for (int64_t img0 = first; img0 < last; img0 += stack) {
                 const int64_t bc = last - img0 < stack ? last - img0 : stack;
-                const int64_t lr = (bc * plane + DVEC - 1) / DVEC * DVEC;
-                /* xs: plane (ch * phases + phase) * bc + b = image img0 + b,
-                 * channel ch, padded (and split); the zeros around the copied
-                 * pixels stay while bc does */
-                if (bc != zeroed_bc) {
+                if (bc != zeroed_bc) { /* a new stack size: its layouts, cleared buffers */
+                    if (strided) {
+                        lr = (bc * plane + DVEC - 1) / DVEC * DVEC;
+                    } else {
+                        xgs = FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, bc, 1);
+                        dxs = FN(stack_geom)(f, c, fh, fw, dh, dw, oh, ow, qh, qw, bc, D_MR);
+                        lr = (xgs.len + DVEC - 1) / DVEC * DVEC;
+                    }
+                    if (narrow) {
+                        for (int64_t fi = 0; fi < f; ++fi)
+                            for (int64_t i = 0; i < fh; ++i)
+                                for (int64_t j = 0; j < fw; ++j)
+                                    nar_off[(fi * fh + i) * fw + j] = (fi * dxs.hp + i * dh) * dxs.wp + j * dw;
+                        dxs.off = nar_off;
+                        dxs.taps = f * fh * fw;
+                    }
+                    for (int64_t ch = 0; ch < c; ++ch)
+                        for (int64_t i = 0; i < fh; ++i)
+                            for (int64_t j = 0; j < fw; ++j)
+                                off[(ch * fh + i) * fw + j] =
+                                    strided ? FN(phase_offset)(ch, i, j, dh, dw, sh, sw, bc, hq, wq)
+                                            : (ch * xgs.hp + i * dh) * xgs.wp + j * dw;
+                    for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
                     memset(xs, 0, sizeof(REAL) * xs_size);
                     memset(dyf, 0, sizeof(REAL) * fr * lr);
                     zeroed_bc = bc;
+                    dx_zeroed = 0;
                 }
+                /* xs: x in its layout; dyf: row fi holds dy of filter fi at
+                 * the positions the layout computes (zero elsewhere) */
+                const REAL *xi = x + img0 * c * hw, *dy = d_out + img0 * f * ohw;
+                if (!strided) FN(stack_planes)(xi, xs, c, h, w, ph, pw, bc, &xgs, 1);
                 for (int64_t b = 0; b < bc; ++b) {
-                    const REAL *xi = x + (img0 + b) * c * hw, *dy = d_out + (img0 + b) * f * ohw;
-                    if (strided)
-                        FN(split_phases)(xi, xs, c, h, w, ph, pw, sh, sw, hq, wq, bc, b, xs_size, 1);
-                    else
-                        for (int64_t ch = 0; ch < c; ++ch)
-                            for (int64_t y = 0; y < h; ++y)
-                                memcpy(xs + ((ch * bc + b) * hq + y + ph) * wq + pw, xi + (ch * h + y) * w,
-                                       sizeof(REAL) * w);
+                    if (strided) FN(split_phases)(xi + b * c * hw, xs, c, h, w, ph, pw, sh, sw, hq, wq, bc, b, xs_size, 1);
+                    const int64_t at = strided ? b * plane : b * xgs.period * xgs.wp, row = strided ? wq : xgs.wp;
                     for (int64_t fi = 0; fi < f; ++fi)
                         for (int64_t y = 0; y < oh; ++y)
-                            memcpy(dyf + fi * lr + b * plane + y * wq, dy + (fi * oh + y) * ow, sizeof(REAL) * ow);
+                            memcpy(dyf + fi * lr + at + y * row, dy + ((b * f + fi) * oh + y) * ow, sizeof(REAL) * ow);
                 }
                 /* the bias gradient: each padded row's sum, in vectors (a scalar
                  * double sum here took a fifth of the weight gradient's time) */
@@ -610,30 +677,27 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                     for (int64_t e = 0; e < DVEC; ++e) sum += acc[e];
                     part[f * taps + fi] += sum;
                 }
-                for (int64_t ch = 0; ch < c; ++ch)
-                    for (int64_t i = 0; i < fh; ++i)
-                        for (int64_t j = 0; j < fw; ++j)
-                            off[(ch * fh + i) * fw + j] = FN(phase_offset)(ch, i, j, dh, dw, sh, sw, bc, hq, wq);
-                for (int64_t k = taps; k < taps + D_GT; ++k) off[k] = 0; /* the last tap block's spare lanes */
                 FN(direct_weight_grad)(xs, dyf, off, part, f, fr, taps, lr);
-                for (int64_t b = 0; b < bc && d_x != NULL; ++b) {
-                    REAL *dxi = d_x + (img0 + b) * c * hw;
-                    if (!strided) {
-                        FN(pad_planes)(d_out + (img0 + b) * f * ohw, dyp, f, oh, ow, qh, qw, &dx_g, dx_zeroed);
-                        FN(direct_image)(dyp, wflip, NULL, dxi, buf, &dx_g, FN(dense)(&dx_g, &place));
-                    } else {
-                        FN(pad_planes)(d_out + (img0 + b) * f * ohw, dyp, f, oh, ow, tq, lq, &dx_g, dx_zeroed);
-                        if (empty_phase) memset(dxi, 0, sizeof(REAL) * c * hw); /* pixels no tap reaches */
-                        for (int64_t q = 0; q < phases; ++q) {
-                            if (dx_first[q + 1] == dx_first[q]) continue;
-                            FN(dgeom) dq = dx_g;
-                            dq.off = dx_off + dx_first[q];
-                            dq.taps = dx_first[q + 1] - dx_first[q];
-                            const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w};
-                            FN(direct_image)(dyp, wflip + dx_first[q] * dx_g.fr, NULL, dxi, buf, &dq, &at);
-                        }
-                    }
+                if (d_x == NULL) continue;
+                if (!strided) {
+                    FN(stack_planes)(dy, dyp, f, oh, ow, qh, qw, bc, &dxs, dx_zeroed);
+                    FN(direct_image)(dyp, wflip, NULL, d_x + img0 * c * hw, buf, &dxs, FN(dense)(&place, h, w, c * hw));
                     dx_zeroed = 1;
+                    continue;
+                }
+                for (int64_t b = 0; b < bc; ++b) {
+                    REAL *dxi = d_x + (img0 + b) * c * hw;
+                    FN(stack_planes)(dy + b * f * ohw, dyp, f, oh, ow, tq, lq, 1, &dx_g, dx_zeroed);
+                    dx_zeroed = 1;
+                    if (empty_phase) memset(dxi, 0, sizeof(REAL) * c * hw); /* pixels no tap reaches */
+                    for (int64_t q = 0; q < phases; ++q) {
+                        if (dx_first[q + 1] == dx_first[q]) continue;
+                        FN(dgeom) dq = dx_g;
+                        dq.off = dx_off + dx_first[q];
+                        dq.taps = dx_first[q + 1] - dx_first[q];
+                        const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w, 0};
+                        FN(direct_image)(dyp, wflip + dx_first[q] * dx_g.fr, NULL, dxi, buf, &dq, &at);
+                    }
                 }
             }
         }
@@ -642,6 +706,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         free(off);
         free(dyp);
         free(buf);
+        free(nar_off);
     }
     if (!nomem) FN(sum_blocks)(parts, blocks, f * taps, f, d_w, d_b);
     free(parts);

@@ -146,6 +146,13 @@ def test_the_c_depthwise_convolution_matches_the_reference_on_random_geometry(cf
     dict(n=3, c=4, h=13, w=11, f=6, k=(3, 2), stride=(2, 3), padding=(1, 2), dilation=(2, 1)),
     dict(n=2, c=3, h=8, w=8, f=5, k=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
     dict(n=2, c=3, h=6, w=7, f=4, k=(3, 3), stride=(3, 2), padding=(3, 2), dilation=(1, 1)),
+    # small maps stacked (stack_geom): shared padding rows and columns, a last stack of fewer images,
+    # padding beyond the kernel's reach (not shared), unequal padding, dilation, few input channels
+    dict(n=37, c=6, h=4, w=4, f=9, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=23, c=5, h=7, w=7, f=11, k=(3, 3), padding=(2, 2), dilation=(1, 1)),
+    dict(n=19, c=4, h=5, w=6, f=8, k=(1, 1), padding=(1, 0), dilation=(1, 1)),
+    dict(n=29, c=3, h=6, w=5, f=7, k=(3, 5), padding=(1, 2), dilation=(2, 1)),
+    dict(n=17, c=9, h=3, w=8, f=5, k=(2, 3), padding=(0, 1), dilation=(1, 1)),
 ])
 def test_the_c_direct_convolution_across_blocks_and_paddings(shape, dtype, monkeypatch):
     _c()
