@@ -60,6 +60,13 @@ typedef REAL FN(dvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(REAL
 
 static inline FN(dvec) FN(dload)(const REAL *p) { return *(const FN(dvec) *)p; }
 
+/* Lane indices for __builtin_shuffle of two dvecs. */
+#if FC_REAL_IS_FLOAT
+typedef int32_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
+#else
+typedef int64_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
+#endif
+
 /* Geometry of one stride-1 correlation as this file runs it. */
 typedef struct {
     int64_t ci, fo, fr;     /* input planes, output planes, output planes rounded up to D_MR */
@@ -162,6 +169,24 @@ static int64_t FN(phase_offset)(int64_t ch, int64_t i, int64_t j, int64_t dh, in
     return (phase * planes_per_phase * hq + (i * dh) / sh) * wq + (j * dw) / sw;
 }
 
+/* even[k] <- row[2k], odd[k] <- row[2k + 1] for the w elements of row, two
+ * vectors at a time (element by element, the phase split of a stride-2
+ * layer took as long as its convolution with 8 filters). */
+static void FN(deinterleave)(const REAL *restrict row, int64_t w, REAL *restrict even, REAL *restrict odd) {
+    FN(lane_mask) pick_even, pick_odd;
+    for (int e = 0; e < DVEC; ++e) pick_even[e] = 2 * e, pick_odd[e] = 2 * e + 1;
+    int64_t k = 0;
+    for (; 2 * k + 2 * DVEC <= w; k += DVEC) {
+        const FN(dvec) a = FN(dload)(row + 2 * k), b = FN(dload)(row + 2 * k + DVEC);
+        *(FN(dvec) *)(even + k) = __builtin_shuffle(a, b, pick_even);
+        *(FN(dvec) *)(odd + k) = __builtin_shuffle(a, b, pick_odd);
+    }
+    for (; 2 * k < w; ++k) {
+        even[k] = row[2 * k];
+        if (2 * k + 1 < w) odd[k] = row[2 * k + 1];
+    }
+}
+
 /* dst <- the phase planes of src (c planes of h x w, padded by (top, left)):
  * plane (ch*sh*sw + phase)*stack + slot; zeros elsewhere unless `zeroed`
  * says they are already there (the same geometry as the previous call). */
@@ -173,6 +198,13 @@ static void FN(split_phases)(const REAL *restrict src, REAL *restrict dst, int64
         for (int64_t y = 0; y < h; ++y) {
             const int64_t yy = y + top, a = yy % sh, r = yy / sh;
             const REAL *row = src + (ch * h + y) * w;
+            if (sw == 2 && left >= 0) { /* even columns to phase left % 2, odd ones to the other */
+                REAL *phase0 = dst + (((ch * sh + a) * sw) * stack + slot) * hq * wq + r * wq;
+                REAL *phase1 = phase0 + stack * hq * wq;
+                FN(deinterleave)(row, w, (left % 2 ? phase1 : phase0) + left / 2,
+                                 (left % 2 ? phase0 : phase1) + (left + 1) / 2);
+                continue;
+            }
             for (int64_t b = 0; b < sw; ++b) {
                 REAL *out = dst + (((ch * sh + a) * sw + b) * stack + slot) * hq * wq + r * wq;
                 const int64_t x0 = ((b - left) % sw + sw) % sw; /* first x with (x + left) % sw == b */
@@ -465,10 +497,8 @@ int FN(fc_conv2d_direct_fwd)(const REAL *restrict x, const REAL *restrict wt, co
  * gradient's time. */
 #if FC_REAL_IS_FLOAT
 #define D_LANES (FC_VBYTES / 4)
-typedef int32_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
 #else
 #define D_LANES (FC_VBYTES / 8)
-typedef int64_t FN(lane_mask) __attribute__((vector_size(FC_VBYTES)));
 #endif
 #if (D_LANES == 16 || D_LANES == 8) && (D_GF * D_GT) % D_LANES == 0
 static inline void FN(lane_sums)(FN(dvec) acc[D_GF][D_GT], REAL *restrict sums) {
