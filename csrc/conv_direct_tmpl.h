@@ -187,6 +187,45 @@ static void FN(deinterleave)(const REAL *restrict row, int64_t w, REAL *restrict
     }
 }
 
+/* row[2k] <- even[k], row[2k + 1] <- odd[k] for the w elements of row: the
+ * inverse of deinterleave. */
+static void FN(interleave)(const REAL *restrict even, const REAL *restrict odd, int64_t w, REAL *restrict row) {
+    FN(lane_mask) low, high;
+    for (int e = 0; e < DVEC; ++e) low[e] = e / 2 + (e % 2) * DVEC, high[e] = low[e] + DVEC / 2;
+    int64_t k = 0;
+    for (; 2 * k + 2 * DVEC <= w; k += DVEC) {
+        const FN(dvec) a = FN(dload)(even + k), b = FN(dload)(odd + k);
+        *(FN(dvec) *)(row + 2 * k) = __builtin_shuffle(a, b, low);
+        *(FN(dvec) *)(row + 2 * k + DVEC) = __builtin_shuffle(a, b, high);
+    }
+    for (; 2 * k < w; ++k) {
+        row[2 * k] = even[k];
+        if (2 * k + 1 < w) row[2 * k + 1] = odd[k];
+    }
+}
+
+/* dst (c planes of h x w) <- the pixels of the phase planes src, phase q's c
+ * planes of hq x wq at src + q*c*hq*wq (the padded pixel (y + top, x + left)
+ * in phase ((y + top) % sh, (x + left) % sw) at ((y + top) / sh, (x + left) / sw)):
+ * a strided input gradient computed phase by phase, put together. */
+static void FN(merge_phases)(const REAL *restrict src, REAL *restrict dst, int64_t c, int64_t h, int64_t w,
+                             int64_t top, int64_t left, int64_t sh, int64_t sw, int64_t hq, int64_t wq) {
+    const int64_t plane = hq * wq;
+    for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t y = 0; y < h; ++y) {
+            const int64_t a = (y + top) % sh, r = (y + top) / sh;
+            REAL *row = dst + (ch * h + y) * w;
+            const REAL *phase0 = src + ((a * sw) * c + ch) * plane + r * wq; /* phase (a, 0) */
+            if (sw == 2) {
+                const REAL *phase1 = phase0 + c * plane;
+                FN(interleave)((left % 2 ? phase1 : phase0) + left / 2, (left % 2 ? phase0 : phase1) + (left + 1) / 2,
+                               w, row);
+                continue;
+            }
+            for (int64_t x = 0; x < w; ++x) row[x] = phase0[(x + left) % sw * c * plane + (x + left) / sw];
+        }
+}
+
 /* dst <- the phase planes of src (c planes of h x w, padded by (top, left)):
  * plane (ch*sh*sw + phase)*stack + slot; zeros elsewhere unless `zeroed`
  * says they are already there (the same geometry as the previous call). */
@@ -611,7 +650,6 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         free(parts), free(wflip), free(dx_off), free(dx_first);
         return FC_ERR_NOMEM;
     }
-    int empty_phase = 0;
     if (d_x != NULL && !strided) FN(direct_weights)(wt, wflip, f, c, fh, fw, dx_g.fr, 1);
     if (d_x != NULL && strided) { /* each phase's taps: offsets into padded dy, weights [tap][c] */
         memset(wflip, 0, sizeof(REAL) * f * fh * fw * dx_g.fr);
@@ -628,7 +666,6 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                                 wflip[t * dx_g.fr + ci] = wt[((fi * c + ci) * fh + i) * fw + j];
                             ++t;
                         }
-                empty_phase |= t == dx_first[a * sw + b];
             }
         dx_first[phases] = t;
     }
@@ -641,8 +678,9 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         REAL *dyp = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * FN(padded_size)(&dx_g)) : NULL;
         REAL *buf = d_x != NULL ? fc_alloc_lines(sizeof(REAL) * dx_g.fr * D_PB) : NULL;
         int64_t *nar_off = narrow ? malloc(sizeof(int64_t) * f * fh * fw) : NULL;
+        REAL *dxq = d_x != NULL && strided ? malloc(sizeof(REAL) * phases * c * plane) : NULL; /* dx's phases */
         const int ok = xs != NULL && dyf != NULL && off != NULL && (d_x == NULL || (dyp != NULL && buf != NULL)) &&
-                       (!narrow || nar_off != NULL);
+                       (!narrow || nar_off != NULL) && (d_x == NULL || !strided || dxq != NULL);
         if (!ok) {
 #pragma omp atomic write
             nomem = 1;
@@ -715,19 +753,19 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
                     dx_zeroed = 1;
                     continue;
                 }
-                for (int64_t b = 0; b < bc; ++b) {
-                    REAL *dxi = d_x + (img0 + b) * c * hw;
+                for (int64_t b = 0; b < bc; ++b) { /* phase by phase into dxq, then put together */
                     FN(stack_planes)(dy + b * f * ohw, dyp, f, oh, ow, tq, lq, 1, &dx_g, dx_zeroed);
+                    if (!dx_zeroed) memset(dxq, 0, sizeof(REAL) * phases * c * plane); /* phases no tap reaches */
                     dx_zeroed = 1;
-                    if (empty_phase) memset(dxi, 0, sizeof(REAL) * c * hw); /* pixels no tap reaches */
                     for (int64_t q = 0; q < phases; ++q) {
                         if (dx_first[q + 1] == dx_first[q]) continue;
                         FN(dgeom) dq = dx_g;
                         dq.off = dx_off + dx_first[q];
                         dq.taps = dx_first[q + 1] - dx_first[q];
-                        const FN(dplace) at = {sh, q / sw - ph, sw, q % sw - pw, h, w, 0};
-                        FN(direct_image)(dyp, wflip + dx_first[q] * dx_g.fr, NULL, dxi, buf, &dq, &at);
+                        FN(direct_image)(dyp, wflip + dx_first[q] * dx_g.fr, NULL, dxq + q * c * plane, buf, &dq,
+                                         FN(dense)(&place, hq, wq, 0));
                     }
+                    FN(merge_phases)(dxq, d_x + (img0 + b) * c * hw, c, h, w, ph, pw, sh, sw, hq, wq);
                 }
             }
         }
@@ -737,6 +775,7 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
         free(dyp);
         free(buf);
         free(nar_off);
+        free(dxq);
     }
     if (!nomem) FN(sum_blocks)(parts, blocks, f * taps, f, d_w, d_b);
     free(parts);
