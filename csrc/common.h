@@ -133,10 +133,10 @@ static inline void *fc_alloc_lines(size_t bytes) {
  * compiler's vectoriser.  (AVX-512 masked tails were tried: masked stores
  * made col2im 2x slower on this machine's AMD cores.) */
 #define FC_ROW_OPS(REAL, SFX)                                                              \
-    static inline void fc_copy_##SFX(REAL *restrict d, const REAL *restrict s, int64_t n) { \
+    static inline void fc_row_copy_##SFX(REAL *restrict d, const REAL *restrict s, int64_t n) { \
         for (int64_t k = 0; k < n; ++k) d[k] = s[k];                                       \
     }                                                                                      \
-    static inline void fc_add_##SFX(REAL *restrict d, const REAL *restrict s, int64_t n) {  \
+    static inline void fc_row_add_##SFX(REAL *restrict d, const REAL *restrict s, int64_t n) {  \
         for (int64_t k = 0; k < n; ++k) d[k] += s[k];                                      \
     }
 FC_ROW_OPS(float, f32)

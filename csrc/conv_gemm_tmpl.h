@@ -42,7 +42,7 @@ static void FN(fc_col_tile)(REAL *restrict xg, REAL *restrict col, int64_t cg, c
                     } else {
                         for (int64_t ox = ox0; ox < a; ++ox) d[ox] = 0;
                         if (sw == 1)
-                            FN(fc_copy)(d + a, plane + base + a, b - a);
+                            FN(fc_row_copy)(d + a, plane + base + a, b - a);
                         else
                             for (int64_t ox = a; ox < b; ++ox) d[ox] = plane[base + ox * sw];
                         for (int64_t ox = b; ox < ox1; ++ox) d[ox] = 0;

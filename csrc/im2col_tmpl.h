@@ -52,7 +52,7 @@ int FN(fc_im2col)(const REAL *restrict x, REAL *restrict col, const fc_conv_geom
                 } else if (dd + span <= d_end && ss + span <= x_end) {
                     for (int64_t k = 0; k < span; k += VEC) memcpy(dd + k, ss + k, VEC * sizeof(REAL));
                 } else {
-                    FN(fc_copy)(dd, ss, len);
+                    FN(fc_row_copy)(dd, ss, len);
                 }
             }
             /* 2. Rows that fall in the vertical padding. */
@@ -105,7 +105,7 @@ int FN(fc_col2im)(const REAL *restrict col, REAL *restrict x, const fc_conv_geom
                     REAL *d = plane + (oy * sh + i * dh - ph) * w + j * dw - pw;
                     const REAL *s = src + oy * ow;
                     if (sw == 1) {
-                        FN(fc_add)(d + x_lo, s + x_lo, x_hi - x_lo);
+                        FN(fc_row_add)(d + x_lo, s + x_lo, x_hi - x_lo);
                     } else {
                         for (int64_t ox = x_lo; ox < x_hi; ++ox) d[ox * sw] += s[ox];
                     }

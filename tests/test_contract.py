@@ -283,6 +283,36 @@ case_conv2d_fwd, case_conv2d_bwd = _conv_cases(CONV)
 case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV)
 
 
+# elementwise: more elements than one thread's share (FC_GRAIN), with the
+# values where a select and the reference's product or maximum part ways
+_SPECIAL = [-1.0, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf]
+
+
+def _elementwise_input(rng, dtype):
+    x = _rand(rng, 70_000, dtype)
+    x[:len(_SPECIAL)] = _SPECIAL
+    return x
+
+
+def case_relu(rng, dtype):
+    x = _elementwise_input(rng, dtype)
+    want = np.array([0.0 if v < 0 else v for v in x.tolist()], dtype)
+    return (x, np.empty_like(x), x.size), {1: want}
+
+
+def case_relu_bwd(rng, dtype):
+    out = _elementwise_input(rng, dtype)
+    d_out = _rand(rng, out.size, dtype)
+    d_out[0] = np.inf  # at a zeroed position: inf * 0 is NaN, as in the reference's product
+    want = np.array([g * (1.0 if o > 0 else 0.0) for g, o in zip(d_out.tolist(), out.tolist())], dtype)
+    return (d_out, out, np.empty_like(out), out.size), {2: want}
+
+
+def case_add(rng, dtype):
+    a, b = _elementwise_input(rng, dtype), _rand(rng, 70_000, dtype)
+    return (a, b, np.empty_like(a), a.size), {2: np.array([u + v for u, v in zip(a.tolist(), b.tolist())], dtype)}
+
+
 def case_sgd_update(rng, dtype):
     value, grad, velocity = (_rand(rng, 11, dtype) for _ in range(3))
     want_value, want_velocity = naive.sgd_step(value, grad, velocity, 0.1, 0.9, 1e-3, True, False)

@@ -757,6 +757,35 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
         raise IndexError("an index points outside its pooling window")
 
 
+# ------------------------------------------------------------ elementwise
+
+
+@njit
+def relu(x, out, size):
+    """out = max(x, 0) (NaN and -0 kept, as NumPy's maximum)."""
+    xf, of = x.reshape(-1), out.reshape(-1)
+    zero = x.dtype.type(0)
+    for k in prange(size):
+        of[k] = zero if xf[k] < zero else xf[k]
+
+
+@njit
+def relu_bwd(d_out, out, d_x, size):
+    """d_x = d_out * (out > 0), a product as the reference."""
+    gf, of, df = d_out.reshape(-1), out.reshape(-1), d_x.reshape(-1)
+    zero = out.dtype.type(0)
+    for k in prange(size):
+        df[k] = gf[k] * out.dtype.type(of[k] > zero)
+
+
+@njit
+def add(a, b, out, size):
+    """out = a + b."""
+    af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    for k in prange(size):
+        of[k] = af[k] + bf[k]
+
+
 # ------------------------------------------------------------ optimizer
 
 
@@ -786,7 +815,8 @@ GRAIN = 32768
 _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpool", "avgpool_fwd",
                      "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
                      "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
-                     "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input")
+                     "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input", "relu", "relu_bwd",
+                     "add")
 
 
 _told_about_compiling = False

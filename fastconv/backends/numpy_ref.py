@@ -284,6 +284,23 @@ def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
     )
 
 
+# ------------------------------------------------------------ elementwise
+def relu(x, out, size):
+    """out = max(x, 0)."""
+    np.maximum(x, x.dtype.type(0), out=out)
+
+
+def relu_bwd(d_out, out, d_x, size):
+    """d_x = d_out * (out > 0) (inf * 0 is NaN, silently, as in the compiled kernels)."""
+    with np.errstate(invalid="ignore"):
+        np.multiply(d_out, out > 0, out=d_x)
+
+
+def add(a, b, out, size):
+    """out = a + b."""
+    np.add(a, b, out=out)
+
+
 # ------------------------------------------------------------ optimizer
 def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, first):
     """PyTorch's SGD, in place: g = grad + wd*value; v = momentum*v + g (v = g

@@ -6,7 +6,7 @@ without it the current backend is used (see :func:`fastconv.set_backend`).
 from .batchnorm import BatchNormCache, batch_norm_backward, batch_norm_forward, relu_gradient
 from .conv import conv2d_maxpool, conv2d_maxpool_backward_input, conv2d_maxpool_backward_params
 from .im2col import col2im, im2col
-from .layers import (Conv2dCache, LinearCache, conv2d, conv2d_backward, linear, linear_backward, relu,
+from .layers import (Conv2dCache, LinearCache, add, conv2d, conv2d_backward, linear, linear_backward, relu,
                      relu_backward)
 from .pooling import (
     adaptive_avg_pool2d,
@@ -30,6 +30,7 @@ __all__ = [
     "linear_backward",
     "relu",
     "relu_backward",
+    "add",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
     "avg_pool2d",

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks, backends
+from .layers import relu_backward
 
 
 class BatchNormCache(NamedTuple):
@@ -122,7 +123,7 @@ def relu_gradient(d_out, cache: BatchNormCache):
     d_out = np.asarray(d_out)
     if d_out.shape != cache.relu_out.shape:
         raise ValueError(f"d_out has shape {d_out.shape}; the forward output was {cache.relu_out.shape}")
-    return d_out * (cache.relu_out > 0)  # a product: np.where on random signs ran 6x slower
+    return relu_backward(d_out, cache.relu_out, backend=cache.backend)
 
 
 def _global_statistics(mean, var, count, reduce):

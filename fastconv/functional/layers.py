@@ -102,16 +102,48 @@ def linear_backward(d_out, cache: LinearCache):
     return d_out @ cache.weights.T, cache.x.T @ d_out, (d_out.sum(axis=0) if cache.has_bias else None)
 
 
-def relu(x):
+def _elementwise_kernels(backend, *arrays):
+    """The backend's kernels when every array is a C-contiguous float32 or
+    float64 array of one dtype (what they take), else None: NumPy runs it."""
+    dtype = arrays[0].dtype
+    if dtype not in (np.float32, np.float64) or any(a.dtype != dtype or not a.flags.c_contiguous for a in arrays):
+        return None
+    return resolve(backend)
+
+
+def relu(x, *, backend=None):
     """``(max(x, 0), cache)``; the cache is the output (positive where x was)."""
     x = np.asarray(x)
-    out = np.maximum(x, x.dtype.type(0))  # a scalar of x's dtype: no upcast
+    kernels = _elementwise_kernels(backend, x)
+    if kernels is None:
+        out = np.maximum(x, x.dtype.type(0))  # a scalar of x's dtype: no upcast
+    else:
+        out = np.empty_like(x)
+        kernels.relu(x, out, x.size)
     return out, out
 
 
-def relu_backward(d_out, cache):
+def relu_backward(d_out, cache, *, backend=None):
     """d_x of :func:`relu`: d_out where the output is positive, else 0."""
     d_out = np.asarray(d_out)
     if d_out.shape != cache.shape:
         raise ValueError(f"d_out has shape {d_out.shape}; the forward output was {cache.shape}")
-    return d_out * (cache > 0)
+    kernels = _elementwise_kernels(backend, d_out, cache)
+    if kernels is None:
+        return d_out * (cache > 0)
+    d_x = np.empty_like(d_out)
+    kernels.relu_bwd(d_out, cache, d_x, d_out.size)
+    return d_x
+
+
+def add(a, b, *, out=None, backend=None):
+    """a + b (same shape); ``out`` may be a or b (an in-place sum)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"a has shape {a.shape} but b has {b.shape}")
+    kernels = _elementwise_kernels(backend, a, b, *(() if out is None else (out,)))
+    if kernels is None or (out is not None and out.shape != a.shape):
+        return np.add(a, b, out=out)
+    out = np.empty_like(a) if out is None else out
+    kernels.add(a, b, out, a.size)
+    return out

@@ -14,11 +14,11 @@ class ReLU(Layer):
         self._out = None
 
     def forward(self, x):
-        out, self._out = F.relu(x)
+        out, self._out = F.relu(x, backend=self.backend)
         return out
 
     def backward(self, d_out):
-        return F.relu_backward(d_out, self._need_cache(self._out))
+        return F.relu_backward(d_out, self._need_cache(self._out), backend=self.backend)
 
 
 class ReLU6(Layer):

@@ -103,7 +103,7 @@ class _Residual(Layer):
             d_h = d_short = self.relu.backward(d_out)
         with fused_backward(self.main, rewritten):
             d_main = _chain_backward(stages, d_h)
-        return d_main + _chain_backward(self.shortcut, d_short)
+        return F.add(d_main, _chain_backward(self.shortcut, d_short), backend=self.relu.backend)
 
 
 class ResidualBlock(_Residual):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _checks
+from .. import functional as F
 from .activations import ReLU, ReLU6
 from .base import Layer, build_layer, layer_spec
 from .blocks import SEBlock
@@ -61,12 +62,12 @@ class Residual(Layer):
             raise ValueError(f"Residual: the main branch gives shape {a.shape}, the shortcut {b.shape}; "
                              f"they must match to be added (a 1x1 Conv2D + BatchNorm2D shortcut adapts one)")
         self._shapes = a.shape
-        return a + b
+        return F.add(a, b, backend=self.backend)
 
     def backward(self, d_out):
         self._need_cache(self._shapes)
         d_out = np.asarray(d_out)
-        return _backward(self.main, d_out) + _backward(self.shortcut, d_out)
+        return F.add(_backward(self.main, d_out), _backward(self.shortcut, d_out), backend=self.backend)
 
 
 class Concat(Layer):
