@@ -4,11 +4,11 @@
  * two passes (a compare into a bool array, then a product): 1.4 ms on an
  * 8 MB tensor, a residual block's gradient twice that. */
 
-/* out = max(x, 0) as NumPy's maximum: NaN stays NaN, -0 stays -0. */
+/* out = max(x, 0) as NumPy's maximum: NaN stays NaN, -0 becomes +0. */
 int FN(fc_relu)(const REAL *restrict x, REAL *restrict out, int64_t size) {
     if (size < 0) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_threads_for(size)) schedule(static)
-    for (int64_t k = 0; k < size; ++k) out[k] = x[k] < 0 ? (REAL)0 : x[k];
+    for (int64_t k = 0; k < size; ++k) out[k] = x[k] <= 0 ? (REAL)0 : x[k];
     return FC_OK;
 }
 

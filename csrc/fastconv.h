@@ -162,7 +162,7 @@ int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t 
 int fc_sgd_update_f64(double *value, const double *grad, double *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);
 /* Elementwise (csrc/elementwise.c), on `size` elements: out = max(x, 0)
- * (NaN and -0 kept, as NumPy's maximum), d_x = d_out * (out > 0), and
+ * (NaN kept, -0 to +0, as NumPy's maximum), d_x = d_out * (out > 0), and
  * out = a + b (out may be a or b). */
 int fc_relu_f32(const float *x, float *out, int64_t size);
 int fc_relu_bwd_f32(const float *d_out, const float *out, float *d_x, int64_t size);

@@ -296,7 +296,7 @@ def _elementwise_input(rng, dtype):
 
 def case_relu(rng, dtype):
     x = _elementwise_input(rng, dtype)
-    want = np.array([0.0 if v < 0 else v for v in x.tolist()], dtype)
+    want = np.array([0.0 if v <= 0 else v for v in x.tolist()], dtype)
     return (x, np.empty_like(x), x.size), {1: want}
 
 

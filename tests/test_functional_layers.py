@@ -88,6 +88,30 @@ def test_linear_and_relu_with_their_backward():
     np.testing.assert_array_equal(F.relu_backward(g[:, :1].repeat(4, 1), rcache), g[:, :1].repeat(4, 1) * (x > 0))
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "strided view", "int64"])
+def test_relu_its_gradient_and_add_equal_numpy_in_every_backend(backend, dtype, layout):
+    """The kernels (contiguous float arrays, above and below the one-thread
+    size) and the NumPy fallback (views, other dtypes) give NumPy's results."""
+    rng = np.random.default_rng(5)
+    for shape in [(3, 4, 5, 5), (64, 8, 16, 16)]:
+        x, g, b = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+        x.flat[:3] = [np.nan, -0.0, 0.0]
+        if layout == "strided view":
+            x, g, b = x[:, ::2], g[:, ::2], b[:, ::2]
+        elif layout == "int64":
+            x, g, b = (np.round(np.nan_to_num(v) * 10).astype(np.int64) for v in (x, g, b))
+        y, cache = F.relu(x, backend=backend)
+        np.testing.assert_array_equal(y, np.maximum(x, x.dtype.type(0)))
+        assert y.dtype == x.dtype and np.array_equal(np.signbit(y), np.signbit(np.maximum(x, x.dtype.type(0))))
+        np.testing.assert_array_equal(F.relu_backward(g, cache, backend=backend), g * (cache > 0))
+        np.testing.assert_array_equal(F.add(x, b, backend=backend), x + b)
+        into = x.copy()
+        assert F.add(into, b, out=into, backend=backend) is into  # in place
+        np.testing.assert_array_equal(into, x + b)
+    with pytest.raises(ValueError, match="shape"):
+        F.add(np.ones(3), np.ones(4), backend=backend)
+
+
 def test_functional_errors_name_what_is_wrong():
     x = np.ones((2, 4, 5, 5), np.float32)
     with pytest.raises(ValueError, match="groups=2 expect 6 input channels"):

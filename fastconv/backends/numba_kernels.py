@@ -762,11 +762,11 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
 
 @njit
 def relu(x, out, size):
-    """out = max(x, 0) (NaN and -0 kept, as NumPy's maximum)."""
+    """out = max(x, 0) (NaN kept, -0 to +0, as NumPy's maximum)."""
     xf, of = x.reshape(-1), out.reshape(-1)
     zero = x.dtype.type(0)
     for k in prange(size):
-        of[k] = zero if xf[k] < zero else xf[k]
+        of[k] = zero if xf[k] <= zero else xf[k]
 
 
 @njit
