@@ -89,6 +89,40 @@ int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const 
     return FC_OK;
 }
 
+/* (a, b) += (sum(dy), sum(dy * (x - m))) over one plane of s values (dy
+ * counted where mask > 0 with has_mask): the plane step of both backward
+ * reductions below, one code so both give the same bits. */
+static inline void FN(bwd_plane_sums)(const REAL *restrict g, const REAL *restrict xp, const REAL *restrict mk,
+                                      double m, int64_t s, int64_t has_mask, double *pa, double *pb) {
+    double a = 0, b = 0;
+    if (has_mask) {
+        /* the masked gradient in chunks on the stack, then the sums:
+         * gcc vectorised neither a select nor a conditional load
+         * widened to double inside the reduction (13x slower) */
+        REAL gm[256];
+        for (int64_t k0 = 0; k0 < s; k0 += 256) {
+            const int64_t len = s - k0 < 256 ? s - k0 : 256;
+            for (int64_t k = 0; k < len; ++k) {
+                const REAL gv = g[k0 + k];
+                gm[k] = mk[k0 + k] > 0 ? gv : (REAL)0;
+            }
+#pragma omp simd reduction(+ : a, b)
+            for (int64_t k = 0; k < len; ++k) {
+                a += gm[k];
+                b += (double)gm[k] * ((double)xp[k0 + k] - m);
+            }
+        }
+    } else {
+#pragma omp simd reduction(+ : a, b)
+        for (int64_t k = 0; k < s; ++k) {
+            a += g[k];
+            b += (double)g[k] * ((double)xp[k] - m);
+        }
+    }
+    *pa += a;
+    *pb += b;
+}
+
 /* sum_dy[c] = sum(dy), sum_dy_xmu[c] = sum(dy * (x - mean[c])), one pass
  * in memory order (as fc_bn_stats). */
 int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
@@ -104,37 +138,9 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
         const int64_t end = fc_bn_block_begin(pb, c, bl, block, n);
         for (int64_t img = bl * block; img < end; ++img)
             for (int64_t ch = 0; ch < c; ++ch) {
-                const REAL *g = d_out + (img * c + ch) * s;
-                const REAL *xp = x + (img * c + ch) * s;
-                const double m = mean[ch];
-                double a = 0, b = 0;
-                if (has_mask) {
-                    /* the masked gradient in chunks on the stack, then the sums:
-                     * gcc vectorised neither a select nor a conditional load
-                     * widened to double inside the reduction (13x slower) */
-                    const REAL *mk = mask + (img * c + ch) * s;
-                    REAL gm[256];
-                    for (int64_t k0 = 0; k0 < s; k0 += 256) {
-                        const int64_t len = s - k0 < 256 ? s - k0 : 256;
-                        for (int64_t k = 0; k < len; ++k) {
-                            const REAL gv = g[k0 + k];
-                            gm[k] = mk[k0 + k] > 0 ? gv : (REAL)0;
-                        }
-#pragma omp simd reduction(+ : a, b)
-                        for (int64_t k = 0; k < len; ++k) {
-                            a += gm[k];
-                            b += (double)gm[k] * ((double)xp[k0 + k] - m);
-                        }
-                    }
-                } else {
-#pragma omp simd reduction(+ : a, b)
-                    for (int64_t k = 0; k < s; ++k) {
-                        a += g[k];
-                        b += (double)g[k] * ((double)xp[k] - m);
-                    }
-                }
-                pb[2 * ch] += a;
-                pb[2 * ch + 1] += b;
+                const int64_t at = (img * c + ch) * s;
+                FN(bwd_plane_sums)(d_out + at, x + at, has_mask ? mask + at : NULL, mean[ch], s, has_mask,
+                                   &pb[2 * ch], &pb[2 * ch + 1]);
             }
     }
     for (int64_t ch = 0; ch < c; ++ch) {
@@ -151,6 +157,20 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
  * BatchNorm backward with its per-channel terms folded into coefficients.
  * (x - mean) is formed first: x * k_x - mean * k_x would cancel badly when
  * |mean| >> std. */
+/* One plane of the apply below. */
+static inline void FN(bwd_apply_plane)(const REAL *restrict g, const REAL *restrict xp, const REAL *restrict mk,
+                                       REAL a, REAL b, REAL z, REAL m, REAL *restrict o, int64_t s,
+                                       int64_t has_mask) {
+    if (has_mask) {
+        for (int64_t k = 0; k < s; ++k) {
+            const REAL gv = g[k]; /* read unconditionally: a select vectorises */
+            o[k] = (mk[k] > 0 ? gv : 0) * a + (xp[k] - m) * b + z;
+        }
+    } else {
+        for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + (xp[k] - m) * b + z;
+    }
+}
+
 int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
                         const REAL *restrict mean, const REAL *restrict mask, const REAL *restrict k_dy,
                         const REAL *restrict k_x, const REAL *restrict k_0, REAL *restrict d_x, int64_t n,
@@ -159,17 +179,82 @@ int FN(fc_bn_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x,
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
         const int64_t ch = p % c;
-        const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch], m = mean[ch];
-        const REAL *g = d_out + p * s, *xp = x + p * s;
-        REAL *o = d_x + p * s;
-        if (has_mask) {
-            const REAL *mk = mask + p * s;
-            for (int64_t k = 0; k < s; ++k) {
-                const REAL gv = g[k]; /* read unconditionally: a select vectorises */
-                o[k] = (mk[k] > 0 ? gv : 0) * a + (xp[k] - m) * b + z;
+        FN(bwd_apply_plane)(d_out + p * s, x + p * s, has_mask ? mask + p * s : NULL, k_dy[ch], k_x[ch], k_0[ch],
+                            mean[ch], d_x + p * s, s, has_mask);
+    }
+    return FC_OK;
+}
+
+/* Channel ch's coefficients from its sums, as backends/_bn_terms.py
+ * (backward_terms) computes them, in double and in the same order:
+ * k_dy = gamma*inv_std; training: k_x = -gamma * (inv_std*inv_std*inv_std) * sum_dy_xmu / M,
+ * k_0 = -k_dy * sum_dy / M (M = count); eval: both 0. */
+static inline void FN(bwd_terms)(REAL gamma, REAL inv_std, REAL sum_dy, REAL sum_dy_xmu, double count,
+                                 int64_t training, REAL *k_dy, REAL *k_x, REAL *k_0) {
+    const double g = gamma, is = inv_std, kd = g * is;
+    *k_dy = (REAL)kd;
+    *k_x = (REAL)(training ? -g * (is * is * is) * (double)sum_dy_xmu / count : 0.0);
+    *k_0 = (REAL)(training ? -kd * (double)sum_dy / count : 0.0);
+}
+
+/* The most bytes of dy, x and mask one channel may hold for the channel by
+ * channel order to pay: the apply then re-reads them from L2 (1.26x at
+ * 0.75 MB; 0.93x at 3 MB, where they no longer fit). */
+#ifndef FC_BN_FUSED_BYTES
+#define FC_BN_FUSED_BYTES (1 << 20)
+#endif
+
+/* The whole training (or eval) backward: fc_bn_bwd_reduce, the
+ * coefficients (bwd_terms), then fc_bn_bwd_apply.  Where a channel's data
+ * fits in L2 (FC_BN_FUSED_BYTES), one channel at a time, so the apply
+ * re-reads dy, x and mask from cache, not memory (three of the backward's
+ * seven passes over the tensors); else as the two kernels.  Either way the
+ * same bits as the two kernels with backends/_bn_terms.py's coefficients;
+ * sum_dy and sum_dy_xmu are returned as by the reduce kernel. */
+int FN(fc_bn_bwd_fused)(const REAL *restrict d_out, const REAL *restrict x, const REAL *restrict mean,
+                        const REAL *restrict mask, const REAL *restrict gamma, const REAL *restrict inv_std,
+                        REAL *restrict sum_dy, REAL *restrict sum_dy_xmu, REAL *restrict d_x, int64_t n, int64_t c,
+                        int64_t s, int64_t has_mask, int64_t training) {
+    if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
+    const double count = (double)(n * s);
+    if ((3 - !has_mask) * n * s * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) {
+        const int status = FN(fc_bn_bwd_reduce)(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask);
+        REAL *k = malloc(sizeof(REAL) * 3 * c); /* k_dy, k_x, k_0 */
+        if (status != FC_OK || k == NULL) {
+            free(k);
+            return status != FC_OK ? status : FC_ERR_NOMEM;
+        }
+        for (int64_t ch = 0; ch < c; ++ch)
+            FN(bwd_terms)(gamma[ch], inv_std[ch], sum_dy[ch], sum_dy_xmu[ch], count, training, &k[ch], &k[c + ch],
+                          &k[2 * c + ch]);
+        FN(fc_bn_bwd_apply)(d_out, x, mean, mask, k, k + c, k + 2 * c, d_x, n, c, s, has_mask);
+        free(k);
+        return FC_OK;
+    }
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+        /* the reduce kernel's sums: per image block in image order, blocks in order */
+        double a = 0, b = 0;
+        for (int64_t bl = 0; bl < blocks; ++bl) {
+            const int64_t end = (bl + 1) * block < n ? (bl + 1) * block : n;
+            double pa = 0, pb = 0;
+            for (int64_t img = bl * block; img < end; ++img) {
+                const int64_t at = (img * c + ch) * s;
+                FN(bwd_plane_sums)(d_out + at, x + at, has_mask ? mask + at : NULL, mean[ch], s, has_mask, &pa,
+                                   &pb);
             }
-        } else {
-            for (int64_t k = 0; k < s; ++k) o[k] = g[k] * a + (xp[k] - m) * b + z;
+            a += pa;
+            b += pb;
+        }
+        sum_dy[ch] = (REAL)a;
+        sum_dy_xmu[ch] = (REAL)b;
+        REAL k_dy, k_x, k_0;
+        FN(bwd_terms)(gamma[ch], inv_std[ch], sum_dy[ch], sum_dy_xmu[ch], count, training, &k_dy, &k_x, &k_0);
+        for (int64_t img = 0; img < n; ++img) {
+            const int64_t at = (img * c + ch) * s;
+            FN(bwd_apply_plane)(d_out + at, x + at, has_mask ? mask + at : NULL, k_dy, k_x, k_0, mean[ch],
+                                d_x + at, s, has_mask);
         }
     }
     return FC_OK;

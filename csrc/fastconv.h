@@ -101,6 +101,15 @@ int fc_bn_bwd_reduce_f32(const float *d_out, const float *x, const float *mean, 
 int fc_bn_bwd_apply_f32(const float *d_out, const float *x, const float *mean, const float *mask, const float *k_dy,
                         const float *k_x, const float *k_0, float *d_x, int64_t n, int64_t c, int64_t s,
                         int64_t has_mask);
+/* fc_bn_bwd_reduce, the coefficients of backends/_bn_terms.py (backward_terms)
+ * and fc_bn_bwd_apply in one call, channel by channel (the apply reads what
+ * the reduce just read, from cache): the same outputs, the same bits. */
+int fc_bn_bwd_fused_f32(const float *d_out, const float *x, const float *mean, const float *mask,
+                        const float *gamma, const float *inv_std, float *sum_dy, float *sum_dy_xmu, float *d_x,
+                        int64_t n, int64_t c, int64_t s, int64_t has_mask, int64_t training);
+int fc_bn_bwd_fused_f64(const double *d_out, const double *x, const double *mean, const double *mask,
+                        const double *gamma, const double *inv_std, double *sum_dy, double *sum_dy_xmu,
+                        double *d_x, int64_t n, int64_t c, int64_t s, int64_t has_mask, int64_t training);
 int fc_bn_stats_f64(const double *x, double *mean, double *var, int64_t n, int64_t c, int64_t s);
 int fc_channel_affine_f64(const double *x, const double *a, const double *b, const double *res, double *out,
                           int64_t n, int64_t c, int64_t s, int64_t relu, int64_t has_res);

@@ -160,3 +160,30 @@ def test_large_batches_use_bigger_blocks(backend, n):
         assert_close(got, want)
     for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("s", [49, 2500])  # a channel's arrays under / over 1 MB (the C kernel's two orders)
+@pytest.mark.parametrize("has_mask", [0, 1])
+@pytest.mark.parametrize("training", [0, 1])
+def test_the_fused_backward_gives_the_two_pass_bits(backend, dtype, has_mask, training, s):
+    """bn_bwd_fused (reduce, coefficients, apply channel by channel) equals
+    bn_bwd_reduce + backward_terms + bn_bwd_apply bit for bit -- the path a
+    synchronised BatchNorm takes -- over several image blocks (37 images)."""
+    from fastconv.backends import _bn_terms, resolve
+
+    kernels = resolve(backend)
+    rng = np.random.default_rng(11)
+    n, c = 37, 5
+    dy, x, mask = (rng.standard_normal((n, c, s)).astype(dtype) for _ in range(3))
+    mean = x.mean(axis=(0, 2)).astype(dtype)
+    gamma, inv_std = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
+    sums_fused = np.empty(c, dtype), np.empty(c, dtype)
+    d_x_fused = np.empty_like(x)
+    kernels.bn_bwd_fused(dy, x, mean, mask, gamma, inv_std, *sums_fused, d_x_fused, n, c, s, has_mask, training)
+    sums = np.empty(c, dtype), np.empty(c, dtype)
+    kernels.bn_bwd_reduce(dy, x, mean, mask, *sums, n, c, s, has_mask)
+    terms = _bn_terms.backward_terms(*sums, gamma, inv_std, n * s, training, dtype)
+    d_x = np.empty_like(x)
+    kernels.bn_bwd_apply(dy, x, mean, mask, *terms, d_x, n, c, s, has_mask)
+    for got, want in zip((*sums_fused, d_x_fused), (*sums, d_x)):
+        np.testing.assert_array_equal(got, want)

@@ -206,6 +206,19 @@ def _bn_case(kernel):
             sum_dy = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k])
             sum_dy_xmu = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k] * (float(x[i, ch, k]) - float(mean[ch])))
             return (dy, x, mean, mask, np.empty(C, dtype), np.empty(C, dtype), N, C, S, relu), {4: sum_dy, 5: sum_dy_xmu}
+        if kernel == "bn_bwd_fused":  # the sums, then the training coefficients (backends/_bn_terms.py)
+            gamma, inv_std = a, np.abs(b) + dtype(0.5)
+            sum_dy = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k])
+            sum_dy_xmu = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k] * (float(x[i, ch, k]) - float(mean[ch])))
+            m = N * S
+            k_dy = [float(gamma[ch]) * float(inv_std[ch]) for ch in range(C)]
+            k_x = [-float(gamma[ch]) * float(inv_std[ch]) ** 3 * sum_dy_xmu[ch] / m for ch in range(C)]
+            k_0 = [-k_dy[ch] * sum_dy[ch] / m for ch in range(C)]
+            want = np.empty((N, C, S))
+            for i, ch, k in np.ndindex(N, C, S):
+                want[i, ch, k] = g[i][ch][k] * k_dy[ch] + (float(x[i, ch, k]) - float(mean[ch])) * k_x[ch] + k_0[ch]
+            return ((dy, x, mean, mask, gamma, inv_std, np.empty(C, dtype), np.empty(C, dtype), np.empty_like(x),
+                     N, C, S, relu, 1), {6: sum_dy, 7: sum_dy_xmu, 8: want})
         want = np.empty((N, C, S))
         for i, ch, k in np.ndindex(N, C, S):
             want[i, ch, k] = (g[i][ch][k] * float(k_dy[ch]) + (float(x[i, ch, k]) - float(mean[ch])) * float(k_x[ch])
@@ -218,6 +231,7 @@ def _bn_case(kernel):
 case_channel_affine, case_channel_affine_relu = _bn_case("channel_affine")
 case_bn_bwd_reduce, case_bn_bwd_reduce_relu = _bn_case("bn_bwd_reduce")
 case_bn_bwd_apply, case_bn_bwd_apply_relu = _bn_case("bn_bwd_apply")
+case_bn_bwd_fused, case_bn_bwd_fused_relu = _bn_case("bn_bwd_fused")
 
 
 def case_conv_maxpool_fwd(rng, dtype):

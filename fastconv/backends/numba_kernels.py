@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .. import config
-from . import _gemm_conv
+from . import _bn_terms, _gemm_conv
 
 # conv_maxpool_* are correct but no faster than this backend's separate layers
 # in a whole training step (Numba keeps no accumulators in registers across
@@ -755,6 +755,13 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
                     d_x[img, ch, y, x0] = dxh[base + x0 * uc]
     if bad.sum():
         raise IndexError("an index points outside its pooling window")
+
+
+def bn_bwd_fused(d_out, x, mean, mask, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, n, c, s, has_mask, training):
+    """bn_bwd_reduce, the coefficients (_bn_terms.backward_terms), bn_bwd_apply."""
+    bn_bwd_reduce(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask)
+    terms = _bn_terms.backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, n * s, training, x.dtype)
+    bn_bwd_apply(d_out, x, mean, mask, *terms, d_x, n, c, s, has_mask)
 
 
 # ------------------------------------------------------------ elementwise

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _gemm_conv
+from . import _bn_terms, _gemm_conv
 
 # The reference computes a CNN layer by layer (no fused stages; layers/fused.py).
 FUSE_CONV_POOL = False
@@ -282,6 +282,13 @@ def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
         + (x.reshape(n, c, s) - mean[:, None]) * k_x[:, None]
         + k_0[:, None]
     )
+
+
+def bn_bwd_fused(d_out, x, mean, mask, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, n, c, s, has_mask, training):
+    """bn_bwd_reduce, the coefficients (_bn_terms.backward_terms), bn_bwd_apply."""
+    bn_bwd_reduce(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask)
+    terms = _bn_terms.backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, n * s, training, x.dtype)
+    bn_bwd_apply(d_out, x, mean, mask, *terms, d_x, n, c, s, has_mask)
 
 
 # ------------------------------------------------------------ elementwise

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks, backends
+from ..backends import _bn_terms
 from .layers import relu_backward
 
 
@@ -146,7 +147,9 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
     d_x = gamma * inv_std / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
 
     (M = N*H*W) in training; ``gamma * inv_std * dy`` in eval, where the
-    statistics are constants.  Two passes: one reduction, one elementwise.
+    statistics are constants.  One kernel call reduces and applies channel by
+    channel (bn_bwd_fused); with synchronised BatchNorm the reduction and the
+    apply are two calls around the all-reduce.
     out: optional preallocated d_x (C-contiguous, not overlapping d_out or x)."""
     if not isinstance(cache, BatchNormCache):
         raise TypeError("cache must be the BatchNormCache returned by batch_norm_forward")
@@ -167,26 +170,18 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
     # the mask only then; d_out stands in for it otherwise)
     has_mask = cache.relu_out is not None
     mask = cache.relu_out if has_mask else d_out
-    kernels.bn_bwd_reduce(d_out, x, cache.mean, mask, sum_dy, sum_dy_xmu, n, c, s, int(has_mask))
-    inv_std = cache.inv_std.astype(np.float64)
-    gamma = cache.gamma.astype(np.float64)
-    # this process's own sums: data-parallel training averages d_gamma and
-    # d_beta across processes with every other gradient
-    d_gamma = (sum_dy_xmu * inv_std).astype(x.dtype)
-    d_beta = sum_dy.copy()
-    m = n * s
-    if cache.reduce is not None:  # synchronised BatchNorm: d_x sees every process's sums
+    if cache.reduce is None:  # reduce, coefficients and apply in one call (channel by channel)
+        kernels.bn_bwd_fused(d_out, x, cache.mean, mask, cache.gamma, cache.inv_std, sum_dy, sum_dy_xmu, d_x,
+                             n, c, s, int(has_mask), int(cache.training))
+    else:  # synchronised BatchNorm: d_x sees every process's sums, between the two passes
+        kernels.bn_bwd_reduce(d_out, x, cache.mean, mask, sum_dy, sum_dy_xmu, n, c, s, int(has_mask))
         sums = np.concatenate([sum_dy, sum_dy_xmu]).astype(np.float64)
         cache.reduce(sums)
-        sum_dy, sum_dy_xmu = sums[:c], sums[c:]
-        m = cache.count
-    k_dy = gamma * inv_std
-    if cache.training:
-        k_x = -gamma * inv_std**3 * sum_dy_xmu / m
-        k_0 = -k_dy * sum_dy / m
-    else:
-        k_x = np.zeros(c)
-        k_0 = np.zeros(c)
-    kernels.bn_bwd_apply(d_out, x, cache.mean, mask, *(k.astype(x.dtype) for k in (k_dy, k_x, k_0)), d_x, n, c, s,
-                         int(has_mask))
+        terms = _bn_terms.backward_terms(sums[:c], sums[c:], cache.gamma, cache.inv_std, cache.count,
+                                         cache.training, x.dtype)
+        kernels.bn_bwd_apply(d_out, x, cache.mean, mask, *terms, d_x, n, c, s, int(has_mask))
+    # this process's own sums: data-parallel training averages d_gamma and
+    # d_beta across processes with every other gradient
+    d_gamma = (sum_dy_xmu * cache.inv_std.astype(np.float64)).astype(x.dtype)
+    d_beta = sum_dy.copy()
     return d_x, d_gamma, d_beta
