@@ -28,3 +28,15 @@ def backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, count, training, dtype):
         k_x = np.zeros_like(k_dy)
         k_0 = np.zeros_like(k_dy)
     return tuple(k.astype(dtype) for k in (k_dy, k_x, k_0))
+
+
+def two_pass_backward(kernels: dict):
+    """The bn_bwd_fused kernel of a backend whose bn_bwd_reduce and
+    bn_bwd_apply are found in ``kernels`` (its module's globals, looked up at
+    call time): the reduction, backward_terms, then the apply."""
+    def bn_bwd_fused(d_out, x, mean, mask, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, n, c, s, has_mask, training):
+        kernels["bn_bwd_reduce"](d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask)
+        terms = backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, n * s, training, x.dtype)
+        kernels["bn_bwd_apply"](d_out, x, mean, mask, *terms, d_x, n, c, s, has_mask)
+
+    return bn_bwd_fused

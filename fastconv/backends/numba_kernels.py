@@ -757,11 +757,8 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
         raise IndexError("an index points outside its pooling window")
 
 
-def bn_bwd_fused(d_out, x, mean, mask, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, n, c, s, has_mask, training):
-    """bn_bwd_reduce, the coefficients (_bn_terms.backward_terms), bn_bwd_apply."""
-    bn_bwd_reduce(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask)
-    terms = _bn_terms.backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, n * s, training, x.dtype)
-    bn_bwd_apply(d_out, x, mean, mask, *terms, d_x, n, c, s, has_mask)
+# the reduction, the coefficients and the apply in turn (_bn_terms.py)
+bn_bwd_fused = _bn_terms.two_pass_backward(globals())
 
 
 # ------------------------------------------------------------ elementwise
