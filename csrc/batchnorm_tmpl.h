@@ -15,6 +15,32 @@
 /* mean[c] and biased var[c] over N and S, in one pass.  The sums are taken
  * of x - K with K = the channel's first element, which keeps E[x^2]-E[x]^2
  * from cancelling when |mean| >> std. */
+/* (s1, s2) += (sum(x - k0), sum((x - k0)^2)) over one plane of s values:
+ * the plane step of fc_bn_stats and fc_bn_fwd_fused, one code so both give
+ * the same bits. */
+static inline void FN(stats_plane)(const REAL *restrict p, double k0, int64_t s, double *ps1, double *ps2) {
+    double s1 = 0, s2 = 0;
+    /* simd reduction: vectorised (reassociated) partial sums */
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t k = 0; k < s; ++k) {
+        const double d = (double)p[k] - k0;
+        s1 += d;
+        s2 += d * d;
+    }
+    *ps1 += s1;
+    *ps2 += s2;
+}
+
+/* The mean and biased variance from the sums of x - k0 over count values. */
+static inline void FN(stats_finish)(double s1, double s2, double k0, double count, REAL *mean, REAL *var) {
+    const double m = s1 / count;
+    const double v = s2 / count - m * m;
+    *mean = (REAL)(k0 + m);
+    /* rounding can make v slightly negative: clamp it, but let NaN through
+     * (an exploding run must show NaN, as PyTorch does) */
+    *var = (REAL)(v < 0 ? 0 : v);
+}
+
 int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict var,
                     int64_t n, int64_t c, int64_t s) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
@@ -28,31 +54,14 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
         double *pb = part + 2 * c * b;
         const int64_t end = fc_bn_block_begin(pb, c, b, block, n);
         for (int64_t img = b * block; img < end; ++img)
-            for (int64_t ch = 0; ch < c; ++ch) {
-                const REAL *p = x + (img * c + ch) * s;
-                const double k0 = shift[ch];
-                double s1 = 0, s2 = 0;
-                /* simd reduction: vectorised (reassociated) partial sums */
-#pragma omp simd reduction(+ : s1, s2)
-                for (int64_t k = 0; k < s; ++k) {
-                    const double d = (double)p[k] - k0;
-                    s1 += d;
-                    s2 += d * d;
-                }
-                pb[2 * ch] += s1;
-                pb[2 * ch + 1] += s2;
-            }
+            for (int64_t ch = 0; ch < c; ++ch)
+                FN(stats_plane)(x + (img * c + ch) * s, shift[ch], s, &pb[2 * ch], &pb[2 * ch + 1]);
     }
     const double count = (double)(n * s);
     for (int64_t ch = 0; ch < c; ++ch) {
         double s1, s2;
         fc_bn_block_total(part, blocks, c, ch, &s1, &s2);
-        const double m = s1 / count;
-        double v = s2 / count - m * m;
-        mean[ch] = (REAL)(shift[ch] + m);
-        /* rounding can make v slightly negative: clamp it, but let NaN through
-         * (an exploding run must show NaN, as PyTorch does) */
-        var[ch] = (REAL)(v < 0 ? 0 : v);
+        FN(stats_finish)(s1, s2, shift[ch], count, &mean[ch], &var[ch]);
     }
     free(part);
     return FC_OK;
@@ -62,30 +71,31 @@ int FN(fc_bn_stats)(const REAL *restrict x, REAL *restrict mean, REAL *restrict 
  * and shift per channel; with has_res, + res (a residual block's shortcut,
  * x's shape); with relu, max(that, 0) (BatchNorm [+ add] + ReLU in one
  * pass; NaN stays NaN, as np.maximum). */
+/* One plane of fc_channel_affine (and of fc_bn_fwd_fused's apply). */
+static inline void FN(affine_plane)(const REAL *restrict xp, const REAL *restrict rp, REAL *restrict op, REAL ak,
+                                    REAL bk, int64_t s, int64_t relu, int64_t has_res) {
+    if (has_res) {
+        for (int64_t k = 0; k < s; ++k) {
+            const REAL v = xp[k] * ak + bk + rp[k];
+            op[k] = relu && v < 0 ? 0 : v;
+        }
+    } else if (relu) {
+        for (int64_t k = 0; k < s; ++k) {
+            const REAL v = xp[k] * ak + bk;
+            op[k] = v < 0 ? 0 : v;
+        }
+    } else {
+        for (int64_t k = 0; k < s; ++k) op[k] = xp[k] * ak + bk;
+    }
+}
+
 int FN(fc_channel_affine)(const REAL *restrict x, const REAL *restrict a, const REAL *restrict b,
                           const REAL *restrict res, REAL *restrict out, int64_t n, int64_t c, int64_t s,
                           int64_t relu, int64_t has_res) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
-    for (int64_t p = 0; p < n * c; ++p) {
-        const REAL ak = a[p % c], bk = b[p % c];
-        const REAL *xp = x + p * s;
-        REAL *op = out + p * s;
-        if (has_res) {
-            const REAL *rp = res + p * s;
-            for (int64_t k = 0; k < s; ++k) {
-                const REAL v = xp[k] * ak + bk + rp[k];
-                op[k] = relu && v < 0 ? 0 : v;
-            }
-        } else if (relu) {
-            for (int64_t k = 0; k < s; ++k) {
-                const REAL v = xp[k] * ak + bk;
-                op[k] = v < 0 ? 0 : v;
-            }
-        } else {
-            for (int64_t k = 0; k < s; ++k) op[k] = xp[k] * ak + bk;
-        }
-    }
+    for (int64_t p = 0; p < n * c; ++p)
+        FN(affine_plane)(x + p * s, has_res ? res + p * s : NULL, out + p * s, a[p % c], b[p % c], s, relu, has_res);
     return FC_OK;
 }
 
@@ -255,6 +265,72 @@ int FN(fc_bn_bwd_fused)(const REAL *restrict d_out, const REAL *restrict x, cons
             const int64_t at = (img * c + ch) * s;
             FN(bwd_apply_plane)(d_out + at, x + at, has_mask ? mask + at : NULL, k_dy, k_x, k_0, mean[ch],
                                 d_x + at, s, has_mask);
+        }
+    }
+    return FC_OK;
+}
+
+/* Channel ch's scale and shift of the forward normalisation, as
+ * backends/_bn_terms.py (forward_terms) computes them: inv_std =
+ * 1 / sqrt(var + eps), scale = gamma * inv_std, shift = beta - mean * scale,
+ * in double, rounded to REAL where NumPy rounds them. */
+static inline void FN(fwd_terms)(REAL mean, REAL var, REAL gamma, REAL beta, double eps, REAL *scale,
+                                 REAL *shift) {
+    const REAL inv_std = (REAL)(1.0 / sqrt((double)var + eps));
+    const REAL sc = (REAL)((double)gamma * (double)inv_std);
+    /* rounded on its own, as NumPy's multiply: volatile keeps gcc from
+     * contracting product and subtraction into one FMA */
+    volatile double product = (double)mean * (double)sc;
+    *scale = sc;
+    *shift = (REAL)((double)beta - product);
+}
+
+/* The training forward: fc_bn_stats, the scale and shift (fwd_terms), then
+ * fc_channel_affine.  Where a channel's x fits in L2 (FC_BN_FUSED_BYTES) and
+ * its planes are not single values, one channel at a time, so the affine
+ * re-reads x from cache, not memory (one of the forward's three passes over
+ * the tensor; at 1 MB of x, 0.89x, as the output written beside it evicts it);
+ * else as the two kernels.  Either way the same bits as
+ * fc_bn_stats, forward_terms and fc_channel_affine. */
+int FN(fc_bn_fwd_fused)(const REAL *restrict x, const REAL *restrict gamma, const REAL *restrict beta,
+                        const REAL *restrict res, REAL *restrict mean, REAL *restrict var, REAL *restrict out,
+                        int64_t n, int64_t c, int64_t s, double eps, int64_t relu, int64_t has_res) {
+    if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
+    if (s < 8 || 2 * n * s * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) { /* x and out */
+        const int status = FN(fc_bn_stats)(x, mean, var, n, c, s);
+        REAL *ab = malloc(sizeof(REAL) * 2 * c); /* scale, shift */
+        if (status != FC_OK || ab == NULL) {
+            free(ab);
+            return status != FC_OK ? status : FC_ERR_NOMEM;
+        }
+        for (int64_t ch = 0; ch < c; ++ch) FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &ab[ch], &ab[c + ch]);
+        FN(fc_channel_affine)(x, ab, ab + c, res, out, n, c, s, relu, has_res);
+        free(ab);
+        return FC_OK;
+    }
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+    const double count = (double)(n * s);
+#pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+        /* fc_bn_stats's sums: per image block in image order, blocks in order */
+        const double k0 = x[ch * s];
+        double s1 = 0, s2 = 0;
+        for (int64_t bl = 0; bl < blocks; ++bl) {
+            const int64_t end = (bl + 1) * block < n ? (bl + 1) * block : n;
+            double p1 = 0, p2 = 0;
+            for (int64_t img = bl * block; img < end; ++img) {
+                if (img + 1 < n) fc_prefetch(x + ((img + 1) * c + ch) * s, s * (int64_t)sizeof(REAL));
+                FN(stats_plane)(x + (img * c + ch) * s, k0, s, &p1, &p2);
+            }
+            s1 += p1;
+            s2 += p2;
+        }
+        FN(stats_finish)(s1, s2, k0, count, &mean[ch], &var[ch]);
+        REAL scale, shift;
+        FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &scale, &shift);
+        for (int64_t img = 0; img < n; ++img) {
+            const int64_t at = (img * c + ch) * s;
+            FN(affine_plane)(x + at, has_res ? res + at : NULL, out + at, scale, shift, s, relu, has_res);
         }
     }
     return FC_OK;

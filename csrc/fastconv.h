@@ -110,6 +110,15 @@ int fc_bn_bwd_fused_f32(const float *d_out, const float *x, const float *mean, c
 int fc_bn_bwd_fused_f64(const double *d_out, const double *x, const double *mean, const double *mask,
                         const double *gamma, const double *inv_std, double *sum_dy, double *sum_dy_xmu,
                         double *d_x, int64_t n, int64_t c, int64_t s, int64_t has_mask, int64_t training);
+/* fc_bn_stats, the scale and shift of backends/_bn_terms.py (forward_terms)
+ * and fc_channel_affine in one call (training), channel by channel where a
+ * channel fits in L2 (the affine reads x from cache): the same bits. */
+int fc_bn_fwd_fused_f32(const float *x, const float *gamma, const float *beta, const float *res, float *mean,
+                        float *var, float *out, int64_t n, int64_t c, int64_t s, double eps, int64_t relu,
+                        int64_t has_res);
+int fc_bn_fwd_fused_f64(const double *x, const double *gamma, const double *beta, const double *res, double *mean,
+                        double *var, double *out, int64_t n, int64_t c, int64_t s, double eps, int64_t relu,
+                        int64_t has_res);
 int fc_bn_stats_f64(const double *x, double *mean, double *var, int64_t n, int64_t c, int64_t s);
 int fc_channel_affine_f64(const double *x, const double *a, const double *b, const double *res, double *out,
                           int64_t n, int64_t c, int64_t s, int64_t relu, int64_t has_res);

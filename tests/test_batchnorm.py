@@ -187,3 +187,30 @@ def test_the_fused_backward_gives_the_two_pass_bits(backend, dtype, has_mask, tr
     kernels.bn_bwd_apply(dy, x, mean, mask, *terms, d_x, n, c, s, has_mask)
     for got, want in zip((*sums_fused, d_x_fused), (*sums, d_x)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("s", [1, 49, 7200])  # the C kernel's orders: single values, a channel under / over 1 MB
+@pytest.mark.parametrize("relu, has_res", [(0, 0), (1, 0), (1, 1)])
+def test_the_fused_forward_gives_the_two_pass_bits(backend, dtype, relu, has_res, s):
+    """bn_fwd_fused (statistics, coefficients, affine channel by channel)
+    equals bn_stats + forward_terms + channel_affine bit for bit -- the path a
+    synchronised BatchNorm and eval take -- over several image blocks."""
+    from fastconv.backends import _bn_terms, resolve
+
+    kernels = resolve(backend)
+    rng = np.random.default_rng(12)
+    n, c = 37, 5
+    x = (rng.standard_normal((n, c, s)) * 3 + 50).astype(dtype)  # |mean| >> std: the shifted sums
+    res = rng.standard_normal((n, c, s)).astype(dtype)
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    stats_fused = np.empty(c, dtype), np.empty(c, dtype)
+    out_fused = np.empty_like(x)
+    kernels.bn_fwd_fused(x, gamma, beta, res, *stats_fused, out_fused, n, c, s, 1e-5, relu, has_res)
+    stats = np.empty(c, dtype), np.empty(c, dtype)
+    kernels.bn_stats(x, *stats, n, c, s)
+    _, scale, shift = _bn_terms.forward_terms(*stats, gamma, beta, 1e-5, dtype)
+    out = np.empty_like(x)
+    kernels.channel_affine(x, scale, shift, res, out, n, c, s, relu, has_res)
+    for got, want in zip((*stats_fused, out_fused), (*stats, out)):
+        np.testing.assert_array_equal(got, want)
+    assert_close(stats_fused[0], x.mean(axis=(0, 2), dtype=np.float64).astype(dtype))

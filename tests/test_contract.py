@@ -202,6 +202,14 @@ def _bn_case(kernel):
             if relu:
                 want = np.maximum(want + mask, 0)
             return (x, a, b, mask, np.empty_like(x), N, C, S, relu, relu), {4: want}
+        if kernel == "bn_fwd_fused":  # training statistics, then the affine (the ReLU case adds a residual)
+            gamma, beta = a, b
+            want, mean_, var_ = naive.batch_norm_train(x.reshape(N, C, H, W).astype(np.float64), gamma, beta, 1e-5)
+            want = want.reshape(N, C, S)
+            if relu:
+                want = np.maximum(want + mask, 0)
+            return ((x, gamma, beta, mask, np.empty(C, dtype), np.empty(C, dtype), np.empty_like(x), N, C, S, 1e-5,
+                     relu, relu), {4: mean_, 5: var_, 6: want})
         if kernel == "bn_bwd_reduce":
             sum_dy = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k])
             sum_dy_xmu = naive.channel_sums(x, lambda i, ch, k: g[i][ch][k] * (float(x[i, ch, k]) - float(mean[ch])))
@@ -229,6 +237,7 @@ def _bn_case(kernel):
 
 
 case_channel_affine, case_channel_affine_relu = _bn_case("channel_affine")
+case_bn_fwd_fused, case_bn_fwd_fused_relu = _bn_case("bn_fwd_fused")
 case_bn_bwd_reduce, case_bn_bwd_reduce_relu = _bn_case("bn_bwd_reduce")
 case_bn_bwd_apply, case_bn_bwd_apply_relu = _bn_case("bn_bwd_apply")
 case_bn_bwd_fused, case_bn_bwd_fused_relu = _bn_case("bn_bwd_fused")

@@ -1,8 +1,13 @@
-"""The per-channel coefficients of the closed-form BatchNorm backward, one
-definition for the Python side and the NumPy and Numba kernels; the C kernel
-fc_bn_bwd_fused (csrc/batchnorm_tmpl.h) computes the same in double, in the
+"""The per-channel coefficients of BatchNorm, one definition for the Python
+side and the NumPy and Numba kernels; the C kernels fc_bn_fwd_fused and
+fc_bn_bwd_fused (csrc/batchnorm_tmpl.h) compute the same in double, in the
 same order, so every path gives the same bits.
 
+Forward:
+    out = x * scale + shift
+    inv_std = 1 / sqrt(var + eps), scale = gamma * inv_std, shift = beta - mean * scale
+
+Backward:
     d_x = dy * k_dy + (x - mean) * k_x + k_0
     k_dy = gamma * inv_std
     training: k_x = -gamma * (inv_std * inv_std * inv_std) * sum(dy * (x - mean)) / M,
@@ -12,6 +17,26 @@ same order, so every path gives the same bits.
 from __future__ import annotations
 
 import numpy as np
+
+
+def forward_terms(mean, var, gamma, beta, eps, dtype):
+    """(inv_std, scale, shift) in ``dtype``, computed in float64."""
+    inv_std = (1.0 / np.sqrt(np.asarray(var, np.float64) + eps)).astype(dtype)
+    scale = (np.asarray(gamma, np.float64) * inv_std).astype(dtype)
+    shift = (np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale).astype(dtype)
+    return inv_std, scale, shift
+
+
+def two_pass_forward(kernels: dict):
+    """The bn_fwd_fused kernel of a backend whose bn_stats and channel_affine
+    are found in ``kernels`` (its module's globals, looked up at call time):
+    the statistics, forward_terms, then the affine."""
+    def bn_fwd_fused(x, gamma, beta, res, mean, var, out, n, c, s, eps, relu, has_res):
+        kernels["bn_stats"](x, mean, var, n, c, s)
+        _, scale, shift = forward_terms(mean, var, gamma, beta, eps, x.dtype)
+        kernels["channel_affine"](x, scale, shift, res, out, n, c, s, relu, has_res)
+
+    return bn_fwd_fused
 
 
 def backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, count, training, dtype):

@@ -757,7 +757,8 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
         raise IndexError("an index points outside its pooling window")
 
 
-# the reduction, the coefficients and the apply in turn (_bn_terms.py)
+# the statistics (reduction), the coefficients and the affine (apply) in turn (_bn_terms.py)
+bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
 
 

@@ -284,7 +284,8 @@ def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
     )
 
 
-# the reduction, the coefficients and the apply in turn (_bn_terms.py)
+# the statistics (reduction), the coefficients and the affine (apply) in turn (_bn_terms.py)
+bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
 
 

@@ -86,6 +86,7 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
     kernels = backends.resolve(backend)
+    res = x if residual is None else residual  # read only with a residual
     if training:
         count = n * s
         if count < 2:
@@ -95,8 +96,11 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
             )
         mean = np.empty(c, dtype=x.dtype)
         var = np.empty(c, dtype=x.dtype)
-        kernels.bn_stats(x, mean, var, n, c, s)
-        if reduce is not None:
+        if reduce is None:  # statistics, coefficients and affine in one call (channel by channel)
+            kernels.bn_fwd_fused(x, gamma, beta, res, mean, var, out, n, c, s, float(eps), int(bool(relu)),
+                                 int(residual is not None))
+        else:  # synchronised BatchNorm: the affine uses every process's statistics
+            kernels.bn_stats(x, mean, var, n, c, s)
             mean, var, count = _global_statistics(mean, var, count, reduce)
         running_mean *= 1 - momentum
         running_mean += momentum * mean
@@ -105,11 +109,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     else:
         mean = running_mean.astype(x.dtype)
         var = running_var.astype(x.dtype)
-    inv_std = (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(x.dtype)
-    scale = (gamma.astype(np.float64) * inv_std).astype(x.dtype)
-    shift = (beta - mean.astype(np.float64) * scale).astype(x.dtype)
-    kernels.channel_affine(x, scale, shift, x if residual is None else residual, out, n, c, s, int(bool(relu)),
-                           int(residual is not None))
+    inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
+    if not training or reduce is not None:
+        kernels.channel_affine(x, scale, shift, res, out, n, c, s, int(bool(relu)), int(residual is not None))
     return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend,
                                n * s if not training or reduce is None else count, reduce if training else None,
                                out if relu else None)
