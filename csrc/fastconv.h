@@ -174,6 +174,18 @@ int fc_conv2d_direct_fwd_f64(const double *x, const double *wt, const double *b,
                              const fc_conv_geom *g);
 int fc_conv2d_direct_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
                              double *d_b, const fc_conv_geom *g);
+/* Winograd F(2x2, 3x3) convolution (csrc/conv_winograd.c): 3x3, stride 1, no
+ * dilation, one group, padding at most 2; FC_ERR_SIZE for other geometries,
+ * FC_ERR_NOBLAS without a BLAS.  The backward's weight and bias gradients
+ * are the direct kernel's, its input gradient a Winograd convolution of
+ * d_out.  b, d_x and d_b may be NULL. */
+int fc_conv2d_winograd_fwd_f32(const float *x, const float *wt, const float *b, float *out, const fc_conv_geom *g);
+int fc_conv2d_winograd_bwd_f32(const float *x, const float *wt, const float *d_out, float *d_x, float *d_w,
+                               float *d_b, const fc_conv_geom *g);
+int fc_conv2d_winograd_fwd_f64(const double *x, const double *wt, const double *b, double *out,
+                               const fc_conv_geom *g);
+int fc_conv2d_winograd_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
+                               double *d_b, const fc_conv_geom *g);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

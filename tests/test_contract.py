@@ -282,16 +282,16 @@ def case_rows_maxpool(rng, dtype):
 
 def _conv_cases(g):
     """(forward case, backward case) of a convolution kernel pair on geometry g
-    (one group, the 3x2 kernel of CONV)."""
+    (one group, 4 filters, N x C x H x W input)."""
     args = ((g.sh, g.sw), (g.ph, g.pw), (g.dh, g.dw))
 
     def forward(rng, dtype):
-        x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype), _rand(rng, 4, dtype)
+        x, wt, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, g.kh, g.kw), dtype), _rand(rng, 4, dtype)
         want = naive.conv2d(x, wt, b, *args, 1)
         return (x, wt, b, np.empty(want.shape, dtype), g), {3: want}
 
     def backward(rng, dtype):
-        x, wt = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, 3, 2), dtype)
+        x, wt = _rand(rng, (N, C, H, W), dtype), _rand(rng, (4, C, g.kh, g.kw), dtype)
         d_out = _rand(rng, (N, 4, g.oh, g.ow), dtype)
         d_w, d_b = naive.conv2d_params_grad(x, d_out, wt.shape, *args)
         d_x = naive.conv2d_input_grad(wt, d_out, x.shape, *args)
@@ -304,6 +304,9 @@ case_conv2d_fwd, case_conv2d_bwd = _conv_cases(CONV)
 # the direct kernels on CONV's strided geometry (their phase-plane layout;
 # stride 1 runs in test_conv_gemm.py's direct tests)
 case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV)
+# the Winograd kernels: 3x3, stride 1, unequal padding, odd output sizes
+WINOGRAD = ConvGeometry(N, C, H, W, f=4, kh=3, kw=3, sh=1, sw=1, ph=2, pw=0, dh=1, dw=1, oh=H + 2, ow=W - 2, groups=1)
+case_conv2d_winograd_fwd, case_conv2d_winograd_bwd = _conv_cases(WINOGRAD)
 
 
 # elementwise: more elements than one thread's share (FC_GRAIN), with the

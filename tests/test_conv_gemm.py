@@ -160,6 +160,53 @@ def test_the_c_direct_convolution_across_blocks_and_paddings(shape, dtype, monke
     _check("c", **{"stride": (1, 1), **shape}, groups=1, bias=True, dtype=dtype, seed=8)
 
 
+@settings(max_examples=60, deadline=None)
+@given(conv_shapes())
+def test_the_c_winograd_convolution_matches_the_reference_on_random_geometry(cfg):
+    """Pinned to "winograd": 3x3, stride 1, one group, padding 0-2 (any map
+    size down to 1x1, odd output sizes: partial tiles)."""
+    _c()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTCONV_CONV_PATH", "winograd")
+        _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": cfg["f"] // cfg["groups"],
+                       "k": (3, 3), "stride": (1, 1), "dilation": (1, 1), "h": cfg["h"] + 2, "w": cfg["w"] + 2})
+
+
+@pytest.mark.parametrize("shape", [
+    # more images than blocks, odd maps (partial tiles), unequal padding, padding 2 (the input gradient's 0)
+    dict(n=37, c=5, h=9, w=7, f=6, padding=(1, 1)),
+    dict(n=3, c=4, h=8, w=11, f=3, padding=(2, 0)),
+    dict(n=5, c=3, h=3, w=3, f=2, padding=(0, 2)),
+    # channels past one GEMM panel, one image per block (a map larger than a block's budget)
+    dict(n=2, c=70, h=33, w=30, f=67, padding=(1, 1)),
+    # 1x1 and 2x2 maps (one tile, mostly padding), batch of one
+    dict(n=1, c=6, h=1, w=1, f=5, padding=(1, 1)),
+    dict(n=9, c=2, h=2, w=2, f=3, padding=(2, 2)),
+])
+def test_the_c_winograd_convolution_across_blocks_and_paddings(shape, dtype, monkeypatch):
+    _c()
+    monkeypatch.setenv("FASTCONV_CONV_PATH", "winograd")
+    _check("c", **shape, k=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1, bias=True, dtype=dtype, seed=10)
+
+
+def test_the_c_winograd_kernels_refuse_other_geometries():
+    c = _c()
+    if not c.lib.fc_blas_ready():
+        pytest.skip("no BLAS attached")
+    x = np.ones((1, 2, 6, 6), np.float32)
+    for g in (ConvGeometry(1, 2, 6, 6, 2, 3, 3, 1, 1, 3, 3, 1, 1, 10, 10, 1),  # padding 3
+              ConvGeometry(1, 2, 6, 6, 2, 5, 5, 1, 1, 2, 2, 1, 1, 6, 6, 1),  # 5x5
+              ConvGeometry(1, 2, 6, 6, 2, 3, 3, 2, 2, 1, 1, 1, 1, 3, 3, 1),  # stride 2
+              ConvGeometry(1, 2, 6, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6, 2)):  # two groups
+        wt = np.ones((2, 2 // g.groups, g.kh, g.kw), np.float32)
+        o = np.empty((1, 2, g.oh, g.ow), np.float32)
+        with pytest.raises(ValueError, match="fc_conv2d_winograd_fwd"):
+            c.conv2d_winograd_fwd(x, wt, None, o, g)
+        with pytest.raises(ValueError, match="fc_conv2d_winograd_bwd"):
+            c.conv2d_winograd_bwd(x, wt, np.ones_like(o), None, np.empty_like(wt), None, g)
+        assert "winograd" not in c._paths_for(g)
+
+
 @pytest.mark.parametrize("shape", [
     # ResNet/MobileNet-like: stride 1 and 2, more positions than one block, more images than blocks
     dict(n=10, c=6, h=17, w=19, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1)),
@@ -220,7 +267,7 @@ def test_numpys_blas_is_found_and_attached():
     assert c.BLAS_PATH is not None and c.lib.fc_blas_ready()
 
 
-@pytest.mark.parametrize("path", ["implicit", "direct"])
+@pytest.mark.parametrize("path", ["implicit", "direct", "winograd"])
 def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads(path, monkeypatch):
     _c()
     monkeypatch.setenv("FASTCONV_CONV_PATH", path)
@@ -250,7 +297,7 @@ def test_a_bad_geometry_record_is_refused_by_the_c_kernel():
         c._CONV_PATHS["implicit"][0](x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
 
 
-@pytest.mark.parametrize("path", ["im2col", "direct", "auto"])
+@pytest.mark.parametrize("path", ["im2col", "direct", "winograd", "auto"])
 def test_the_c_convolutions_other_paths_and_the_measured_choice(path, dtype, monkeypatch, tmp_path):
     c = _c()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the autotuner's file goes here
@@ -264,7 +311,7 @@ def test_the_c_convolutions_other_paths_and_the_measured_choice(path, dtype, mon
     if path == "auto" and c.lib.fc_blas_ready():
         # forward and backward chosen apart
         assert {stage for stage, *_ in c._conv_choice} == {"forward", "backward"}
-        assert set(c._conv_choice.values()) <= {"implicit", "im2col", "direct"}
+        assert set(c._conv_choice.values()) <= {"implicit", "im2col", "direct", "winograd"}
         assert len(c._conv_choice) == 2  # measured once per stage for the shape, then remembered
     _autotune.forget()
 
@@ -274,5 +321,5 @@ def test_a_bad_conv_path_setting_is_refused(monkeypatch):
     if not c.lib.fc_blas_ready():
         pytest.skip("no BLAS attached: one path only")
     monkeypatch.setenv("FASTCONV_CONV_PATH", "fastest")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit, im2col or direct"):
+    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit, im2col, direct or winograd"):
         F.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32), backend="c")

@@ -170,13 +170,18 @@ BLAS_PATH = attach_blas()
 #   (wins when an image has few output positions: the GEMM is wider);
 # - "direct": stride 1, one group: the padded image read at shifted offsets,
 #   register-blocked, no BLAS (csrc/conv_direct_tmpl.h; wins on 3x3 maps of
-#   16x16 and more).
-# Without a BLAS to call from C, "implicit" is not offered.
+#   16x16 and more);
+# - "winograd": 3x3, stride 1, one group: Winograd F(2x2, 3x3), 16 BLAS GEMMs
+#   per block of images on transformed tiles, 2.25x fewer multiplies
+#   (csrc/conv_winograd_tmpl.h; wins from ~48 channels on 8x8 to 16x16 maps);
+#   its weight gradient is the direct kernel's.
+# Without a BLAS to call from C, "implicit" and "winograd" are not offered.
 ENV_CONV_PATH = "FASTCONV_CONV_PATH"
 _CONV_PATHS = {
     "implicit": (conv2d_fwd, conv2d_bwd),  # noqa: F821 - the C kernels, bound above
     "im2col": _gemm_conv.make_conv2d_kernels(im2col, col2im),  # noqa: F821
     "direct": (conv2d_direct_fwd, conv2d_direct_bwd),  # noqa: F821
+    "winograd": (conv2d_winograd_fwd, conv2d_winograd_bwd),  # noqa: F821
 }
 _conv_choice: dict = {}
 
@@ -186,11 +191,14 @@ def _paths_for(g) -> list[str]:
     names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
     if g.groups == 1 or g.groups == g.c == g.f:  # one group, or depthwise
         names.append("direct")
+    if (lib.fc_blas_ready() and g.groups == 1 and (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+            and g.ph <= 2 and g.pw <= 2):
+        names.append("winograd")
     return names
 
 
 def conv_path(stage: str, x, wt, b, g) -> str:
-    """The path ("implicit", "im2col" or "direct") that runs ``stage``
+    """The path (a name of _CONV_PATHS) that runs ``stage``
     ("forward" or "backward") of this call's shape: pinned by
     $FASTCONV_CONV_PATH, else the fastest measured.  The backward is measured
     with the input gradient and runs the same path without it, so the weight
@@ -200,7 +208,8 @@ def conv_path(stage: str, x, wt, b, g) -> str:
     if pinned in _CONV_PATHS:
         return pinned if pinned in names else names[0]
     if pinned != "auto":
-        raise ValueError(f"${ENV_CONV_PATH} must be auto, implicit, im2col or direct, got {pinned!r}")
+        raise ValueError(f"${ENV_CONV_PATH} must be auto, {', '.join(list(_CONV_PATHS)[:-1])} or "
+                         f"{list(_CONV_PATHS)[-1]}, got {pinned!r}")
     if len(names) == 1:
         return names[0]
     key = (stage, x.dtype.str, g)
