@@ -173,6 +173,9 @@ int FN(fc_conv2d_bwd)(const REAL *restrict x, const REAL *restrict wt, const REA
                         if (d_b != NULL)
                             for (int64_t fi = 0; fi < fg; ++fi) {
                                 double s = 0;
+                                /* vector partial sums: a scalar double chain cost as much as
+                                 * the whole weight-gradient GEMM on 1-channel inputs */
+#pragma omp simd reduction(+ : s)
                                 for (int64_t q = 0; q < len; ++q) s += dy[fi * P + q];
                                 db[gi * fg + fi] += s;
                             }
