@@ -8,9 +8,10 @@ candidate on the call at hand (in turn, several times, keeping each one's
 fastest), remembers the
 winner for ``key`` in memory and in a small JSON file per machine under the
 cache directory, and returns its name.  ``$FASTCONV_FUSED_STAGES`` pins the
-choice: ``on`` (always fused), ``off`` (always plain), ``auto`` (default).
-The C backend's convolution chooses between implicit GEMM and im2col + matmul
-the same way (``$FASTCONV_CONV_PATH``, backends/c_backend.py).
+choice: ``on`` (always fused), ``off`` (always plain), ``sparse`` (plain
+forward, winner-sparse backward), ``auto`` (default).  The C backend's
+convolution chooses between its paths (implicit GEMM, im2col + matmul,
+direct, Winograd) the same way (``$FASTCONV_CONV_PATH``, backends/c_backend.py).
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ _loaded_file: Path | None = None
 
 def mode() -> str:
     value = os.environ.get(ENV_MODE, "auto").strip().lower()
-    if value not in ("auto", "on", "off"):
-        raise ValueError(f"${ENV_MODE} must be auto, on or off, got {value!r}")
+    if value not in ("auto", "on", "off", "sparse"):
+        raise ValueError(f"${ENV_MODE} must be auto, on, off or sparse, got {value!r}")
     return value
 
 

@@ -41,18 +41,20 @@ def _step(model, x):
 def test_both_paths_give_the_same_results(c_backend, monkeypatch):
     x = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
     results = {}
-    for setting in ("on", "off"):
+    for setting, path in (("on", "fused"), ("off", "plain"), ("sparse", "sparse")):
         monkeypatch.setenv(_autotune.ENV_MODE, setting)
         model = _model()
         stages = [s for s in model._schedule() if isinstance(s, ConvPoolReLU)]
         assert stages, "the seed-shaped network has fused stages on the C backend"
         results[setting] = _step(model, x)
-        assert {s._path for s in stages} == {"fused" if setting == "on" else "plain"}
-    (out_a, dx_a, g_a), (out_b, dx_b, g_b) = results["on"], results["off"]
-    np.testing.assert_allclose(out_a, out_b, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(dx_a, dx_b, rtol=1e-4, atol=1e-5)
-    for a, b in zip(g_a, g_b):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert {s._path for s in stages} == {path}
+    out_b, dx_b, g_b = results["off"]
+    for setting in ("on", "sparse"):
+        out_a, dx_a, g_a = results[setting]
+        np.testing.assert_allclose(out_a, out_b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(dx_a, dx_b, rtol=1e-4, atol=1e-5)
+        for a, b in zip(g_a, g_b):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_auto_measures_once_remembers_and_leaves_no_trace(c_backend, monkeypatch, own_cache):
@@ -68,7 +70,7 @@ def test_auto_measures_once_remembers_and_leaves_no_trace(c_backend, monkeypatch
     files = list((own_cache / "fastconv" / "autotune").glob("*.json"))
     assert len(files) == 1
     decisions = json.loads(files[0].read_text())
-    assert len(decisions) == 2 and set(decisions.values()) <= {"fused", "plain"}
+    assert len(decisions) == 2 and set(decisions.values()) <= {"fused", "plain", "sparse"}
     # a new process (simulated) reads the file instead of measuring again
     from fastconv.backends import c_backend
 
@@ -100,5 +102,5 @@ def test_choose_keeps_the_faster_and_a_bad_setting_is_refused(monkeypatch, own_c
     assert _autotune.choose("k", {"slow": slow, "fast": fast}) == "fast"
     assert _autotune.choose("k", {"slow": slow, "fast": fast}) == "fast" and len(calls) == 12  # 1 + 5 each, once
     monkeypatch.setenv(_autotune.ENV_MODE, "sometimes")
-    with pytest.raises(ValueError, match="FASTCONV_FUSED_STAGES must be auto, on or off"):
+    with pytest.raises(ValueError, match="FASTCONV_FUSED_STAGES must be auto, on, off or sparse"):
         _autotune.mode()

@@ -242,7 +242,9 @@ MODELS = {
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_cnn_stages_match_layer_by_layer(backend, name, input_grad):
+@pytest.mark.parametrize("stages", ["on", "sparse"])  # fused both ways; plain forward + sparse backward
+def test_cnn_stages_match_layer_by_layer(backend, name, input_grad, stages, monkeypatch):
+    monkeypatch.setenv("FASTCONV_FUSED_STAGES", stages)
     fastconv.set_backend(backend)
     fastconv.seed(0)
     model = MODELS[name]().astype(np.float64)

@@ -66,10 +66,14 @@ def fusable(conv, pool) -> bool:
 class ConvPoolReLU(FusedStage):
     """The fused stage of Conv2D, MaxPool2D, ReLU.
 
-    Two equivalent paths: the fused kernels, or the plain layers (the conv
-    cropped to what the pool reads, the pool, then the ReLU).  Which runs is
-    measured per machine and shape on first use (fastconv/_autotune.py;
-    ``$FASTCONV_FUSED_STAGES`` pins it), since neither is faster everywhere."""
+    Three equivalent paths: "fused" (the fused kernels both ways), "plain"
+    (the plain layers: the conv cropped to what the pool reads, the pool,
+    then the ReLU, and their backward) and "sparse" (the plain layers forward
+    -- the direct or Winograd convolution beats im2row + GEMM on wide layers --
+    and the fused kernels' winner-sparse backward from the pool's indices).
+    Which runs is measured per machine and shape on first use
+    (fastconv/_autotune.py; ``$FASTCONV_FUSED_STAGES`` pins one: on, off, sparse),
+    since none is faster everywhere."""
 
     def __init__(self, conv, pool, relu):
         super().__init__(conv, pool, relu)
@@ -99,8 +103,8 @@ class ConvPoolReLU(FusedStage):
 
         conv = self.conv
         saved = (conv.d_weights.copy(), None if conv.bias is None else conv.d_bias.copy())
-        choice = _autotune.choose(self._key(x, variant), {"fused": run("fused"), "plain": run("plain")},
-                                  self._level())
+        paths = ("fused", "plain") if variant == "forward" else ("fused", "plain", "sparse")
+        choice = _autotune.choose(self._key(x, variant), {path: run(path) for path in paths}, self._level())
         conv.d_weights[...] = saved[0]
         if saved[1] is not None:
             conv.d_bias[...] = saved[1]
@@ -116,7 +120,7 @@ class ConvPoolReLU(FusedStage):
         pinned = _autotune.mode()
         self._x, self._undecided = x, False
         if pinned != "auto":
-            self._path = "fused" if pinned == "on" else "plain"
+            self._path = {"on": "fused", "off": "plain"}.get(pinned, pinned)
         elif not self.conv.training:
             self._path = _autotune.remembered(self._key(x, "forward"), self._level()) or self._measure(x, "forward")
         else:
@@ -138,7 +142,7 @@ class ConvPoolReLU(FusedStage):
             self._forward(self._x, choice)
 
     def _forward(self, x, path):
-        if path == "plain":
+        if path != "fused":
             for layer in self._plain:
                 x = layer.forward(x)
             return x
@@ -165,10 +169,27 @@ class ConvPoolReLU(FusedStage):
                 return crop.backward(d)
             crop.backward_params_only(d)
             return None
-        return self._backward(d_out, input_grad)
+        if path == "sparse":
+            return self._backward_after_plain(d_out, input_grad)
+        return self._backward(*self.conv._need_cache(self._cache), d_out, input_grad)
 
-    def _backward(self, d_out, input_grad):
-        x, indices, out = self.conv._need_cache(self._cache)
+    def _backward_after_plain(self, d_out, input_grad):
+        """The winner-sparse backward of a plain forward: the pool's indices
+        are positions in the cropped convolution's output, so the kernels run
+        on the cropped input; the input gradient is padded back."""
+        crop, pool, relu = self._plain
+        indices, _, swapped = pool._need_cache(pool._cache)
+        indices = indices.transpose(1, 0, 2, 3) if swapped else indices
+        x = self._x
+        rows, cols = crop._crop(x.shape)
+        d_x = self._backward(x[:, :, :rows, :cols], indices, relu._need_cache(relu._out), d_out, input_grad)
+        if d_x is None or d_x.shape == x.shape:
+            return d_x
+        full = np.zeros(x.shape, dtype=d_x.dtype)
+        full[:, :, :rows, :cols] = d_x
+        return full
+
+    def _backward(self, x, indices, out, d_out, input_grad):
         conv = self.conv
         d_out = np.asarray(d_out, dtype=conv.dtype)
         if d_out.shape != out.shape:
