@@ -205,6 +205,9 @@ def test_the_c_winograd_kernels_refuse_other_geometries():
         with pytest.raises(ValueError, match="fc_conv2d_winograd_bwd"):
             c.conv2d_winograd_bwd(x, wt, np.ones_like(o), None, np.empty_like(wt), None, g)
         assert "winograd" not in c._paths_for(g)
+    # maps whose one image's transformed data would not fit the per-thread scratch bound
+    big = ConvGeometry(1, 64, 256, 256, 64, 3, 3, 1, 1, 1, 1, 1, 1, 256, 256, 1)
+    assert "winograd" not in c._paths_for(big) and "winograd" in c._paths_for(big._replace(h=64, w=64, oh=64, ow=64))
 
 
 @pytest.mark.parametrize("shape", [

@@ -184,6 +184,7 @@ _CONV_PATHS = {
     "winograd": (conv2d_winograd_fwd, conv2d_winograd_bwd),  # noqa: F821
 }
 _conv_choice: dict = {}
+WINOGRAD_MAX_IMAGE_BYTES = 16 << 20  # (float64 bound) 64 + 64 channels up to 64x64 maps
 
 
 def _paths_for(g) -> list[str]:
@@ -191,8 +192,11 @@ def _paths_for(g) -> list[str]:
     names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
     if g.groups == 1 or g.groups == g.c == g.f:  # one group, or depthwise
         names.append("direct")
+    # Winograd's blocks hold whole images: its scratch per thread is at least one
+    # image's transformed input and products, so large maps are left to the others
+    wino_image_bytes = 16 * (g.c + g.f) * ((g.oh + 1) // 2) * ((g.ow + 1) // 2) * 8
     if (lib.fc_blas_ready() and g.groups == 1 and (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
-            and g.ph <= 2 and g.pw <= 2):
+            and g.ph <= 2 and g.pw <= 2 and wino_image_bytes <= WINOGRAD_MAX_IMAGE_BYTES):
         names.append("winograd")
     return names
 
