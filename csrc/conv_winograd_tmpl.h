@@ -189,16 +189,23 @@ static int FN(wino_run)(const REAL *restrict in, const REAL *restrict U, const R
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
+/* wino_run with the filters wt transformed first (flip as wino_filters). */
+static int FN(wino_conv)(const REAL *restrict in, const REAL *restrict wt, int64_t flip, const REAL *restrict bias,
+                         REAL *restrict out, int64_t n, int64_t ci, int64_t co, int64_t h, int64_t w, int64_t ph,
+                         int64_t pw, int64_t oh, int64_t ow) {
+    REAL *U = malloc(sizeof(REAL) * 16 * co * ci);
+    if (U == NULL) return FC_ERR_NOMEM;
+    FN(wino_filters)(wt, U, co, ci, flip);
+    const int run = FN(wino_run)(in, U, bias, out, n, ci, co, h, w, ph, pw, oh, ow);
+    free(U);
+    return run;
+}
+
 int FN(fc_conv2d_winograd_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
                                REAL *restrict out, const fc_conv_geom *g) {
     const int status = fc_wino_check(g);
     if (status != FC_OK) return status;
-    REAL *U = malloc(sizeof(REAL) * 16 * g->f * g->c);
-    if (U == NULL) return FC_ERR_NOMEM;
-    FN(wino_filters)(wt, U, g->f, g->c, 0);
-    const int run = FN(wino_run)(x, U, b, out, g->n, g->c, g->f, g->h, g->w, g->ph, g->pw, g->oh, g->ow);
-    free(U);
-    return run;
+    return FN(wino_conv)(x, wt, 0, b, out, g->n, g->c, g->f, g->h, g->w, g->ph, g->pw, g->oh, g->ow);
 }
 
 int FN(fc_conv2d_winograd_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
@@ -208,11 +215,6 @@ int FN(fc_conv2d_winograd_bwd)(const REAL *restrict x, const REAL *restrict wt, 
     /* the weight (and bias) gradient: the direct kernel's */
     const int direct = FN(fc_conv2d_direct_bwd)(x, wt, d_out, NULL, d_w, d_b, g);
     if (direct != FC_OK || d_x == NULL) return direct;
-    REAL *U = malloc(sizeof(REAL) * 16 * g->f * g->c);
-    if (U == NULL) return FC_ERR_NOMEM;
-    FN(wino_filters)(wt, U, g->c, g->f, 1);
-    const int run = FN(wino_run)(d_out, U, NULL, d_x, g->n, g->f, g->c, g->oh, g->ow, 2 - g->ph, 2 - g->pw, g->h,
-                                 g->w);
-    free(U);
-    return run;
+    /* the input gradient: d_out correlated with the turned filters, channels and filters swapped */
+    return FN(wino_conv)(d_out, wt, 1, NULL, d_x, g->n, g->f, g->c, g->oh, g->ow, 2 - g->ph, 2 - g->pw, g->h, g->w);
 }

@@ -183,11 +183,7 @@ class ConvPoolReLU(FusedStage):
         x = self._x
         rows, cols = crop._crop(x.shape)
         d_x = self._backward(x[:, :, :rows, :cols], indices, relu._need_cache(relu._out), d_out, input_grad)
-        if d_x is None or d_x.shape == x.shape:
-            return d_x
-        full = np.zeros(x.shape, dtype=d_x.dtype)
-        full[:, :, :rows, :cols] = d_x
-        return full
+        return None if d_x is None else _padded_back(d_x, x.shape)
 
     def _backward(self, x, indices, out, d_out, input_grad):
         conv = self.conv
@@ -215,6 +211,15 @@ def unused_tail(conv, pool, out_hw):
     used = [(((size - k) // s) * s + k) if size >= k else size
             for size, k, s in zip(out_hw, pool.pool_size, pool.stride)]
     return out_hw[0] - used[0], out_hw[1] - used[1]
+
+
+def _padded_back(d_x, x_shape):
+    """The input gradient of a cropped input, zeros where the crop dropped it."""
+    if d_x.shape == tuple(x_shape):  # nothing was cropped
+        return d_x
+    full = np.zeros(x_shape, dtype=d_x.dtype)
+    full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
+    return full
 
 
 class CroppedConv(FusedStage):
@@ -253,12 +258,7 @@ class CroppedConv(FusedStage):
         return self.conv.forward(x[:, :, :rows, :cols])
 
     def backward(self, d_out):
-        d_x = self.conv.backward(d_out)
-        if d_x.shape == self._x_shape:  # nothing was cropped
-            return d_x
-        full = np.zeros(self._x_shape, dtype=d_x.dtype)
-        full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
-        return full
+        return _padded_back(self.conv.backward(d_out), self._x_shape)
 
     def backward_params_only(self, d_out):
         self.conv.backward_params_only(d_out)
