@@ -200,6 +200,16 @@ int fc_add_f32(const float *a, const float *b, float *out, int64_t size);
 int fc_relu_f64(const double *x, double *out, int64_t size);
 int fc_relu_bwd_f64(const double *d_out, const double *out, double *d_x, int64_t size);
 int fc_add_f64(const double *a, const double *b, double *out, int64_t size);
+/* The cache of large freed NumPy array buffers (csrc/array_cache.c):
+ * NumPy's data-memory handler (a PyDataMem_Handler, version 1) and the name
+ * its capsule must carry; blocks of min_size bytes or more are kept, limit
+ * bytes in all (0: none).  clear frees every cached block and returns their
+ * bytes; stats fills cached bytes, blocks, hits, misses. */
+void *fc_array_cache_handler(void);
+const char *fc_array_cache_capsule_name(void);
+int fc_array_cache_configure(int64_t limit, int64_t min_size);
+int64_t fc_array_cache_clear(void);
+void fc_array_cache_stats(int64_t *out);
 /* CDEF END */
 
 #endif

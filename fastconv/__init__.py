@@ -86,6 +86,13 @@ from .optim import SGD, Adam, AdamW, CosineAnnealingLR, OneCycleLR, StepLR
 
 __version__ = "0.1.0"
 
+from . import _array_cache  # noqa: E402
+from ._array_cache import cache_info, empty_cache  # noqa: E402
+
+# activations of 32 MB and more reused instead of fresh zeroed pages every step
+# (a bad $FASTCONV_ARRAY_CACHE_MB raises here, naming the variable)
+_array_cache.install()
+
 __all__ = [
     "CNN", "Sequential", "load_model", "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
     "AdaptiveAvgPool2D", "Normalize", "BatchNorm2D", "BatchNorm1D", "Dense", "Flatten", "ReLU", "LeakyReLU", "Sigmoid",
@@ -96,7 +103,9 @@ __all__ = [
     "BACKEND_NAMES",
     "BackendUnavailableError",
     "available_backends",
+    "cache_info",
     "col2im",
+    "empty_cache",
     "get_backend",
     "get_num_threads",
     "im2col",

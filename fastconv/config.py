@@ -10,6 +10,9 @@ Environment variables (read when first needed):
   it is (see fastconv/_blas_tuning.py).
 * ``FASTCONV_TUNE_MALLOC``  -- ``0`` leaves glibc's mmap and trim thresholds
   as they are (see fastconv/_malloc_tuning.py).
+* ``FASTCONV_ARRAY_CACHE_MB`` -- megabytes of freed large NumPy array buffers
+  kept for reuse (default 1024; ``0`` leaves NumPy's allocator alone; see
+  fastconv/_array_cache.py).
 * ``FASTCONV_C_BLAS``       -- ``0``: the C convolution does not call NumPy's
   BLAS from C (see fastconv/_blas_symbols.py).
 """
@@ -28,6 +31,7 @@ ENV_NUMBA_CACHE = "FASTCONV_NUMBA_CACHE"
 ENV_TUNE_BLAS = "FASTCONV_TUNE_BLAS"
 ENV_TUNE_MALLOC = "FASTCONV_TUNE_MALLOC"
 ENV_C_BLAS = "FASTCONV_C_BLAS"
+ENV_ARRAY_CACHE_MB = "FASTCONV_ARRAY_CACHE_MB"
 
 
 def numba_options() -> dict:
