@@ -10,6 +10,12 @@ of each, the median of the per-round ratios (fastconv / PyTorch: below 1 is
 faster), each process's peak resident set, and the geometric mean of the
 ratios.  The guides' MNIST network is also timed in the guides' own loop
 (fastconv only has that loop; PyTorch runs its usual one).
+
+PyTorch runs with the environment the user has.  ``import fastconv`` raises
+glibc's mmap and trim thresholds in its own process (fastconv/_malloc_tuning.py),
+and PyTorch's steps gain from that too (seed CNN, batch 128: ~30 -> ~24 ms);
+``--torch-malloc tuned`` gives PyTorch's processes the same thresholds through
+glibc's environment variables, for the comparison without that difference.
 """
 import argparse
 import json
@@ -25,10 +31,19 @@ sys.path.insert(0, HERE)
 from arch_specs import NETWORKS  # noqa: E402
 
 
-def run(lib, net, batch, steps, loop="optimizer"):
+def tuned_malloc_env():
+    """The environment with glibc's thresholds set as ``import fastconv`` sets them."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from fastconv import _malloc_tuning
+
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(_malloc_tuning.MMAP_THRESHOLD),
+            "MALLOC_TRIM_THRESHOLD_": str(_malloc_tuning.TRIM_THRESHOLD)}
+
+
+def run(lib, net, batch, steps, loop="optimizer", env=None):
     cmd = [sys.executable, os.path.join(HERE, "arch_worker.py"), "--lib", lib, "--net", net, "--batch", str(batch),
            "--steps", str(steps), "--loop", loop]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return float(np.median(result["step_ms"])), result["peak_rss_mb"]
 
@@ -37,11 +52,11 @@ def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
 
-def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True):
+def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True, torch_env=None):
     rows = []
     for _ in range(rounds):
         fc = run("fastconv", net, batch, steps, loop)
-        th = run("torch", net, batch, steps) if with_torch else (float("nan"), float("nan"))
+        th = run("torch", net, batch, steps, env=torch_env) if with_torch else (float("nan"), float("nan"))
         rows.append((fc, th))
     fc_ms = float(np.median([r[0][0] for r in rows]))
     th_ms = float(np.median([r[1][0] for r in rows]))
@@ -69,17 +84,20 @@ def main():
     p.add_argument("--batches", default="64,128")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--torch-malloc", choices=("default", "tuned"), default="default",
+                   help="PyTorch's processes with the user's malloc settings, or glibc's thresholds as fastconv sets them")
     p.add_argument("--json")
     p.add_argument("--md")
     args = p.parse_args()
     if not torch_available():
         sys.exit("PyTorch is not installed: pip install torch==2.13.0 (the CPU wheel)")
+    torch_env = tuned_malloc_env() if args.torch_malloc == "tuned" else None
     results = []
     for batch in map(int, args.batches.split(",")):
         for net in args.nets.split(","):
             loops = ("optimizer", "guides") if net == "seed_cnn" else ("optimizer",)
             for loop in loops:
-                results.append(measure(net, batch, args.rounds, args.steps, loop))
+                results.append(measure(net, batch, args.rounds, args.steps, loop, torch_env=torch_env))
                 r = results[-1]
                 print(f"{net:16s} b{batch:<4d} {loop:9s} fastconv {r['fastconv_ms']:7.1f} ms  torch {r['torch_ms']:7.1f} ms"
                       f"  ratio {r['ratio']:.2f}", flush=True)
