@@ -2,6 +2,7 @@
 
     python bench/arch_worker.py --lib fastconv|torch --net NAME [--batch 64]
                                 [--steps 30] [--loop optimizer|guides] [--threads 2]
+                                [--data synthetic|mnist]
 
 Prints one JSON line: {"step_ms": [...], "peak_rss_mb": ..., "loss": ...}.
 ``--serve`` instead answers requests on stdin, one JSON object per line
@@ -10,10 +11,19 @@ on first use), for bench/bench_architectures.py to time PyTorch outside
 its own process.
 The loop is issue 14's: SoftmaxCrossEntropy, SGD(lr 0.01, momentum 0.9),
 ``backward(..., input_grad=False)``, inputs with mean 0 and std 1;
-``--loop guides`` is the guides' own loop (fastconv only: [0, 1] inputs, a
-NumPy softmax gradient, ``backward``, ``update_params(0.01)``).  The peak
+``--loop guides`` is the guides' own loop ([0, 1] inputs, a NumPy softmax
+gradient, ``backward``, ``update_params(0.01)``; PyTorch runs its usual loop
+on the same inputs).  The peak
 resident set is the whole process's (``ru_maxrss``), so each run is a fresh
 process.  With --lib torch this file never imports fastconv.
+
+Data: ``synthetic`` (default) is one fixed random batch (normal; uniform
+[0, 1] for the guides' loop).  ``mnist``: for the 1x28x28 networks, a fresh
+batch of MNIST training images per step (the same sequence for both
+libraries), normalised to mean 0 and std 1, or the raw [0, 1] pixels for the
+guides' loop; other shapes stay synthetic.  Both libraries' step times
+depend on the data (docs/performance.md, seventh session), so results say
+which was used.
 """
 import argparse
 import json
@@ -74,16 +84,45 @@ def torch_model(spec):
     return nn.Sequential(*[layer(*entry) for entry in spec])
 
 
-def data(shape, batch, loop, seed=0):
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_BATCHES = 64  # distinct batches a run cycles through
+
+
+def data(shape, batch, loop, seed=0, source="synthetic"):
+    """(xs, ys): batches (K, batch, *shape) and labels (K, batch) that a run
+    cycles through, one per step; K = 1 for synthetic data."""
     rng = np.random.default_rng(seed)
+    if source == "mnist" and tuple(shape) == (1, 28, 28):
+        x_train, y_train = _mnist_train()
+        idx = rng.integers(0, len(x_train), (MNIST_BATCHES, batch))
+        xs = x_train[idx]
+        if loop != "guides":  # the guides feed [0, 1] pixels
+            xs = ((xs - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+        return np.ascontiguousarray(xs), y_train[idx].astype(np.int64)
     if loop == "guides":  # the guides feed pixels in [0, 1]
         x = rng.random((batch, *shape), dtype=np.float32)
     else:
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
-    return x, rng.integers(0, 10, batch)
+    return x[None], rng.integers(0, 10, batch)[None]
 
 
-def run_fastconv(spec, x, y, steps, loop, threads):
+def _mnist_train():
+    """MNIST's training images (float32 in [0, 1]) and labels, through fastconv's
+    loader in a child process when this one must not import fastconv."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "mnist.npz")
+        code = ("import sys, numpy as np; from fastconv.datasets import load_mnist; "
+                "x, y, _, _ = load_mnist(verbose=False); np.savez(sys.argv[1], x=x, y=y)")
+        subprocess.run([sys.executable, "-c", code, path], check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with np.load(path) as f:
+            return f["x"], f["y"]
+
+
+def run_fastconv(spec, xs, ys, steps, loop, threads):
     import fastconv
 
     fastconv.set_num_threads(threads)
@@ -92,7 +131,8 @@ def run_fastconv(spec, x, y, steps, loop, threads):
     loss_fn = fastconv.SoftmaxCrossEntropy()
     opt = fastconv.SGD(model, 0.01, momentum=0.9)
     times, loss = [], None
-    for _ in range(steps):
+    for k in range(steps):
+        x, y = xs[k % len(xs)], ys[k % len(ys)]
         start = time.perf_counter()
         if loop == "guides":
             logits = model.forward(x)
@@ -110,7 +150,7 @@ def run_fastconv(spec, x, y, steps, loop, threads):
     return times, float(loss)
 
 
-def torch_stepper(spec, x, y, threads):
+def torch_stepper(spec, xs, ys, threads):
     """A function running k training steps of a fresh PyTorch model: (times, loss)."""
     import torch
 
@@ -119,11 +159,15 @@ def torch_stepper(spec, x, y, threads):
     model = torch_model(spec)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xts, yts = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
+    done = 0  # steps run so far: the next batch
 
     def steps(k):
+        nonlocal done
         times, loss = [], None
         for _ in range(k):
+            xt, yt = xts[done % len(xts)], yts[done % len(yts)]
+            done += 1
             start = time.perf_counter()
             opt.zero_grad()
             loss = loss_fn(model(xt), yt)
@@ -157,17 +201,18 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--loop", choices=("optimizer", "guides"), default="optimizer")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
     args = p.parse_args()
     if args.serve:
         return serve(args.threads)
     if not (args.lib and args.net):
         p.error("--lib and --net are required (or --serve)")
     shape, spec = NETWORKS[args.net]
-    x, y = data(shape, args.batch, args.loop)
+    xs, ys = data(shape, args.batch, args.loop, source=args.data)
     if args.lib == "fastconv":
-        times, loss = run_fastconv(spec, x, y, args.warmup + args.steps, args.loop, args.threads)
+        times, loss = run_fastconv(spec, xs, ys, args.warmup + args.steps, args.loop, args.threads)
     else:
-        times, loss = torch_stepper(spec, x, y, args.threads)(args.warmup + args.steps)
+        times, loss = torch_stepper(spec, xs, ys, args.threads)(args.warmup + args.steps)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"step_ms": [t * 1e3 for t in times[args.warmup:]], "peak_rss_mb": rss, "loss": loss}))
 

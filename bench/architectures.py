@@ -9,7 +9,9 @@ state; a round's time is the median of its steps.  Reported: the median time
 of each, the median of the per-round ratios (fastconv / PyTorch: below 1 is
 faster), each process's peak resident set, and the geometric mean of the
 ratios.  The guides' MNIST network is also timed in the guides' own loop
-(fastconv only has that loop; PyTorch runs its usual one).
+(fastconv only has that loop; PyTorch runs its usual one).  ``--data mnist``
+feeds the MNIST-shaped networks real MNIST batches instead of one synthetic
+batch (bench/arch_worker.py).
 
 PyTorch runs with the environment the user has.  ``import fastconv`` raises
 glibc's mmap and trim thresholds in its own process (fastconv/_malloc_tuning.py),
@@ -40,9 +42,9 @@ def tuned_malloc_env():
             "MALLOC_TRIM_THRESHOLD_": str(_malloc_tuning.TRIM_THRESHOLD)}
 
 
-def run(lib, net, batch, steps, loop="optimizer", env=None):
+def run(lib, net, batch, steps, loop="optimizer", env=None, source="synthetic"):
     cmd = [sys.executable, os.path.join(HERE, "arch_worker.py"), "--lib", lib, "--net", net, "--batch", str(batch),
-           "--steps", str(steps), "--loop", loop]
+           "--steps", str(steps), "--loop", loop, "--data", source]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return float(np.median(result["step_ms"])), result["peak_rss_mb"]
@@ -52,16 +54,18 @@ def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
 
-def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True, torch_env=None):
+def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True, torch_env=None, source="synthetic"):
     rows = []
     for _ in range(rounds):
-        fc = run("fastconv", net, batch, steps, loop)
-        th = run("torch", net, batch, steps, env=torch_env) if with_torch else (float("nan"), float("nan"))
+        fc = run("fastconv", net, batch, steps, loop, source=source)
+        # PyTorch runs its usual loop, on the same inputs (the guides' loop: [0, 1] pixels)
+        th = (run("torch", net, batch, steps, loop, env=torch_env, source=source) if with_torch
+              else (float("nan"), float("nan")))
         rows.append((fc, th))
     fc_ms = float(np.median([r[0][0] for r in rows]))
     th_ms = float(np.median([r[1][0] for r in rows]))
     ratio = float(np.median([r[0][0] / r[1][0] for r in rows]))
-    return dict(net=net, batch=batch, loop=loop, fastconv_ms=fc_ms, torch_ms=th_ms, ratio=ratio,
+    return dict(net=net, batch=batch, loop=loop, data=source, fastconv_ms=fc_ms, torch_ms=th_ms, ratio=ratio,
                 fastconv_rss_mb=max(r[0][1] for r in rows), torch_rss_mb=max(r[1][1] for r in rows),
                 rounds=[dict(fastconv_ms=r[0][0], torch_ms=r[1][0]) for r in rows])
 
@@ -86,6 +90,9 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--torch-malloc", choices=("default", "tuned"), default="default",
                    help="PyTorch's processes with the user's malloc settings, or glibc's thresholds as fastconv sets them")
+    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic",
+                   help="one fixed random batch, or a fresh MNIST batch per step for the 1x28x28 networks "
+                        "(bench/arch_worker.py)")
     p.add_argument("--json")
     p.add_argument("--md")
     args = p.parse_args()
@@ -97,7 +104,7 @@ def main():
         for net in args.nets.split(","):
             loops = ("optimizer", "guides") if net == "seed_cnn" else ("optimizer",)
             for loop in loops:
-                results.append(measure(net, batch, args.rounds, args.steps, loop, torch_env=torch_env))
+                results.append(measure(net, batch, args.rounds, args.steps, loop, torch_env=torch_env, source=args.data))
                 r = results[-1]
                 print(f"{net:16s} b{batch:<4d} {loop:9s} fastconv {r['fastconv_ms']:7.1f} ms  torch {r['torch_ms']:7.1f} ms"
                       f"  ratio {r['ratio']:.2f}", flush=True)

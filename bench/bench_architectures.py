@@ -69,7 +69,8 @@ def _check_against_reference(model, x, y, backend):
 def test_training_step(benchmark, impl, net, batch, request):
     set_group(benchmark, "architecture step", f"{net} batch {batch} x{STEPS_PER_ROUND}", impl)
     shape, spec = NETWORKS[net]
-    x, y = arch_worker.data(shape, batch, "optimizer")
+    xs, ys = arch_worker.data(shape, batch, "optimizer")
+    x, y = xs[0], ys[0]
     if impl == "torch":
         steps = request.getfixturevalue("torch_server")
         steps(net, batch, 3)  # warm up
