@@ -84,7 +84,6 @@ def torch_model(spec):
     return nn.Sequential(*[layer(*entry) for entry in spec])
 
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 MNIST_BATCHES = 64  # distinct batches a run cycles through
 
 
@@ -93,11 +92,11 @@ def data(shape, batch, loop, seed=0, source="synthetic"):
     cycles through, one per step; K = 1 for synthetic data."""
     rng = np.random.default_rng(seed)
     if source == "mnist" and tuple(shape) == (1, 28, 28):
-        x_train, y_train = _mnist_train()
+        x_train, y_train, mean, std = _mnist_train()
         idx = rng.integers(0, len(x_train), (MNIST_BATCHES, batch))
         xs = x_train[idx]
         if loop != "guides":  # the guides feed [0, 1] pixels
-            xs = ((xs - MNIST_MEAN) / MNIST_STD).astype(np.float32)
+            xs = ((xs - mean) / std).astype(np.float32)
         return np.ascontiguousarray(xs), y_train[idx].astype(np.int64)
     if loop == "guides":  # the guides feed pixels in [0, 1]
         x = rng.random((batch, *shape), dtype=np.float32)
@@ -107,19 +106,22 @@ def data(shape, batch, loop, seed=0, source="synthetic"):
 
 
 def _mnist_train():
-    """MNIST's training images (float32 in [0, 1]) and labels, through fastconv's
-    loader in a child process when this one must not import fastconv."""
+    """MNIST's training images (float32 in [0, 1]), labels, and the mean and
+    std fastconv's networks normalise with -- through fastconv in a child
+    process, as this one must not import it (PyTorch's side)."""
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "mnist.npz")
         code = ("import sys, numpy as np; from fastconv.datasets import load_mnist; "
-                "x, y, _, _ = load_mnist(verbose=False); np.savez(sys.argv[1], x=x, y=y)")
+                "from fastconv.architectures import MNIST_MEAN, MNIST_STD; "
+                "x, y, _, _ = load_mnist(verbose=False); "
+                "np.savez(sys.argv[1], x=x, y=y, mean=MNIST_MEAN, std=MNIST_STD)")
         subprocess.run([sys.executable, "-c", code, path], check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with np.load(path) as f:
-            return f["x"], f["y"]
+            return f["x"], f["y"], float(f["mean"]), float(f["std"])
 
 
 def run_fastconv(spec, xs, ys, steps, loop, threads):

@@ -5,9 +5,9 @@ A training step allocates and frees the same large arrays every time.  Below
 always maps fresh pages and unmaps them on free (its mmap threshold cannot be
 raised further on 64-bit), so the kernel zeroes and faults them in again on
 every step.  At batch 256 on 32x32 maps that is most activations: a max-pool
-backward on (256, 48, 32, 32) took 9.4 ms into a fresh array and 3.0 ms into
-reused memory, and a ``cifar10-fast`` step 4-7 % longer (median of 10 steps,
-three alternating runs).
+backward on (256, 48, 32, 32) took 9.4-60 ms into a fresh array and 3.0-3.6 ms
+into reused memory; whole ``fast_cifar`` steps gained 0-7 % (the cost of fresh
+pages varies with the machine's load; docs/performance.md, seventh session).
 
 So ``import fastconv`` installs ``csrc/array_cache.c`` as NumPy's
 data-memory handler (NEP 49, ``PyDataMem_SetHandler``): freed array buffers
@@ -28,8 +28,9 @@ import ctypes
 import os
 
 from . import config
+from ._malloc_tuning import MMAP_THRESHOLD
 
-MIN_BYTES = 32 * 2**20  # glibc's largest mmap threshold (_malloc_tuning.MMAP_THRESHOLD): below it the heap reuses
+MIN_BYTES = MMAP_THRESHOLD  # below glibc's (raised) mmap threshold its heap reuses blocks already
 DEFAULT_LIMIT_MB = 1024
 
 # PyDataMem_SetHandler's slot in NumPy's C-API table (numpy/__multiarray_api.h;
