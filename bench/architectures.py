@@ -9,9 +9,10 @@ state; a round's time is the median of its steps.  Reported: the median time
 of each, the median of the per-round ratios (fastconv / PyTorch: below 1 is
 faster), each process's peak resident set, and the geometric mean of the
 ratios.  The guides' MNIST network is also timed in the guides' own loop
-(fastconv only has that loop; PyTorch runs its usual one).  ``--data mnist``
-feeds the MNIST-shaped networks real MNIST batches instead of one synthetic
-batch (bench/arch_worker.py).
+(fastconv only has that loop; PyTorch runs its usual one, on the same inputs).
+The MNIST-shaped networks get a fresh batch of real MNIST per step (normalised;
+[0, 1] pixels in the guides' loop); ``--data synthetic`` gives them one fixed
+random batch instead, as the other shapes always get (bench/arch_worker.py).
 
 PyTorch runs with the environment the user has.  ``import fastconv`` raises
 glibc's mmap and trim thresholds in its own process (fastconv/_malloc_tuning.py),
@@ -90,9 +91,9 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--torch-malloc", choices=("default", "tuned"), default="default",
                    help="PyTorch's processes with the user's malloc settings, or glibc's thresholds as fastconv sets them")
-    p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic",
-                   help="one fixed random batch, or a fresh MNIST batch per step for the 1x28x28 networks "
-                        "(bench/arch_worker.py)")
+    p.add_argument("--data", choices=("synthetic", "mnist"), default="mnist",
+                   help="a fresh MNIST batch per step for the 1x28x28 networks (issue 14's normalised MNIST), "
+                        "or one fixed random batch (bench/arch_worker.py)")
     p.add_argument("--json")
     p.add_argument("--md")
     args = p.parse_args()
