@@ -1,5 +1,7 @@
-/* BatchNorm statistics, affine and backward kernels, float and double. */
+/* BatchNorm statistics, affine and backward kernels, float and double, and
+ * BatchNorm + ReLU + max pool as one stage (bn_pool_tmpl.h). */
 #include <math.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -35,5 +37,22 @@ static inline void fc_prefetch(const void *p, int64_t bytes) {
     for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char *)p + off, 0, 3);
 }
 
+/* The pooling geometries fc_bnpool_* take: windows that do not overlap, no
+ * padding, floor mode, at most 256 taps (the winner's offset is a byte). */
+static int fc_bnpool_check(const fc_pool_geom *g) {
+    const int status = fc_check_pool_geom(g);
+    if (status != FC_OK) return status;
+    if (g->ph != 0 || g->pw != 0 || g->ceil_mode != 0 || g->sh < g->kh || g->sw < g->kw || g->kh * g->kw > 256)
+        return FC_ERR_SIZE;
+    return FC_OK;
+}
+
+/* off[k] = i * w + j for each window offset k = i * kw + j (a checked geometry). */
+static void fc_bnpool_offsets(const fc_pool_geom *g, int64_t off[256]) {
+    for (int64_t k = 0; k < g->kh * g->kw; ++k) off[k] = (k / g->kw) * g->w + k % g->kw;
+}
+
 #define FC_TEMPLATE "batchnorm_tmpl.h"
+#include "instantiate.h"
+#define FC_TEMPLATE "bn_pool_tmpl.h"
 #include "instantiate.h"

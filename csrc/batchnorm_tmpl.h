@@ -133,6 +133,16 @@ static inline void FN(bwd_plane_sums)(const REAL *restrict g, const REAL *restri
     *pb += b;
 }
 
+/* The backward reductions' per-block sums, added in block order, rounded to REAL. */
+static void FN(store_block_totals)(const double *part, int64_t blocks, int64_t c, REAL *sum_dy, REAL *sum_dy_xmu) {
+    for (int64_t ch = 0; ch < c; ++ch) {
+        double a, b;
+        fc_bn_block_total(part, blocks, c, ch, &a, &b);
+        sum_dy[ch] = (REAL)a;
+        sum_dy_xmu[ch] = (REAL)b;
+    }
+}
+
 /* sum_dy[c] = sum(dy), sum_dy_xmu[c] = sum(dy * (x - mean[c])), one pass
  * in memory order (as fc_bn_stats). */
 int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
@@ -153,12 +163,7 @@ int FN(fc_bn_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
                                    &pb[2 * ch], &pb[2 * ch + 1]);
             }
     }
-    for (int64_t ch = 0; ch < c; ++ch) {
-        double a, b;
-        fc_bn_block_total(part, blocks, c, ch, &a, &b);
-        sum_dy[ch] = (REAL)a;
-        sum_dy_xmu[ch] = (REAL)b;
-    }
+    FN(store_block_totals)(part, blocks, c, sum_dy, sum_dy_xmu);
     free(part);
     return FC_OK;
 }

@@ -127,6 +127,28 @@ int fc_bn_bwd_reduce_f64(const double *d_out, const double *x, const double *mea
 int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *mask, const double *k_dy,
                         const double *k_x, const double *k_0, double *d_x, int64_t n, int64_t c, int64_t s,
                         int64_t has_mask);
+/* BatchNorm's affine + ReLU + max pool as one stage (csrc/bn_pool_tmpl.h):
+ * x, d_x (N, C, H, W); out, code, d_out (N, C, OH, OW); windows that do not
+ * overlap, no padding, floor mode, at most 256 taps.  fwd: out = max(max of
+ * x * scale[c] + shift[c] over the window, 0), code = the winner's offset
+ * i * kw + j in its window.  bwd_reduce: sum(dy) and sum(dy * (x - mean)) per
+ * channel over the winners where out > 0; bwd_apply: d_x = dy * k_dy[c] +
+ * (x - mean[c]) * k_x[c] + k_0[c], dy the pooled gradient at those winners,
+ * 0 elsewhere.  A code outside its window: FC_ERR_INDEX. */
+int fc_bnpool_fwd_f32(const float *x, const float *scale, const float *shift, float *out, uint8_t *code,
+                      const fc_pool_geom *g);
+int fc_bnpool_bwd_reduce_f32(const float *d_out, const float *x, const float *mean, const float *out,
+                             const uint8_t *code, float *sum_dy, float *sum_dy_xmu, const fc_pool_geom *g);
+int fc_bnpool_bwd_apply_f32(const float *d_out, const float *x, const float *mean, const float *out,
+                            const uint8_t *code, const float *k_dy, const float *k_x, const float *k_0, float *d_x,
+                            const fc_pool_geom *g);
+int fc_bnpool_fwd_f64(const double *x, const double *scale, const double *shift, double *out, uint8_t *code,
+                      const fc_pool_geom *g);
+int fc_bnpool_bwd_reduce_f64(const double *d_out, const double *x, const double *mean, const double *out,
+                             const uint8_t *code, double *sum_dy, double *sum_dy_xmu, const fc_pool_geom *g);
+int fc_bnpool_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *out,
+                            const uint8_t *code, const double *k_dy, const double *k_x, const double *k_0,
+                            double *d_x, const fc_pool_geom *g);
 /* A convolution fused with the max pool after it (csrc/conv_maxpool.c);
  * out, idx, d_out and mask are (N, F, PH, PW), weights (F, C, FH, FW).  With
  * has_mask, d_out counts only where mask > 0 (mask: the output of a ReLU

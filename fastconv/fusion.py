@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 from .layers.activations import ReLU
 from .layers.conv import Conv2D
-from .layers.fused import BatchNormReLU, ConvPoolReLU, CroppedConv, fusable
+from .layers.fused import BatchNormReLU, BatchNormReLUPool, ConvPoolReLU, CroppedConv, bn_pool_fusable, fusable
 from .layers.norm import BatchNorm1D, BatchNorm2D
 from .layers.pooling import MaxPool2D
 
@@ -38,6 +38,11 @@ FUSION_TABLE = (
     # which would otherwise move the ReLU away from the BatchNorm)
     *(FusionRule(f"{bn.__name__}+relu", (bn, ReLU), lambda b, r: True, lambda b, r: [BatchNormReLU(b, r)], 2)
       for bn in (BatchNorm2D, BatchNorm1D)),
+    # ... and the max pool after it pools the normalised values as they are
+    # computed: the full-resolution output and the pool's dense gradient never
+    # reach memory (windows that do not overlap; layers/fused.py)
+    FusionRule("bn+relu+pool", (BatchNormReLU, MaxPool2D), bn_pool_fusable,
+               lambda s, p: [BatchNormReLUPool(s, p)], 2),
     # max(relu(x)) == relu(max(x)) (also with -inf padding) and the gradients
     # are identical, but the ReLU then touches a 4x smaller tensor (2x2 pool).
     FusionRule("pool before relu", (ReLU, MaxPool2D), lambda r, p: True, lambda r, p: [p, r], 2),

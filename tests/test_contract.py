@@ -262,6 +262,55 @@ def case_conv_maxpool_bwd_input(rng, dtype):
     return (d_out, mask, idx, wt, np.empty_like(x), FUSED_CONV, FUSED_POOL, 1), {4: d_x}
 
 
+# BatchNorm + ReLU + max pool: the 2x2/2 path on a plane with an uncovered
+# last row, and (second case, "__generic") 3x2 windows with stride (3, 2).
+BNPOOL_GEOMETRIES = {"": PoolGeometry(N, C, H, W, 2, 2, 2, 2, 0, 0, H // 2, W // 2),
+                     "__generic": PoolGeometry(N, C, H, W, 3, 2, 3, 2, 0, 0, H // 3, W // 2)}
+
+
+def _bnpool_winner(g, b, ch, y, z, k):
+    """(row, column) of output (y, z)'s window offset k."""
+    return y * g.sh + k // g.kw, z * g.sw + k % g.kw
+
+
+def _bnpool_fwd_case(g):
+    def case(rng, dtype):
+        x, scale, shift = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype), _rand(rng, C, dtype)
+        y = x.astype(np.float64) * scale[None, :, None, None] + shift[None, :, None, None]
+        pooled, idx = naive.max_pool2d(y, (g.kh, g.kw), (g.sh, g.sw), (0, 0))  # the winner before the ReLU
+        iy, iz = np.divmod(idx, W)
+        code = ((iy - np.arange(g.oh)[:, None] * g.sh) * g.kw + iz - np.arange(g.ow)[None, :] * g.sw).astype(np.uint8)
+        return (x, scale, shift, np.empty(pooled.shape, dtype), np.empty(pooled.shape, np.uint8), g), \
+            {3: np.maximum(pooled, 0), 4: code}
+    return case
+
+
+def _bnpool_bwd_case(kernel, g):
+    def case(rng, dtype):
+        x, mean = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype)
+        d_out, out = _rand(rng, (N, C, g.oh, g.ow), dtype), _rand(rng, (N, C, g.oh, g.ow), dtype)
+        code = rng.integers(0, g.kh * g.kw, out.shape).astype(np.uint8)
+        dy = np.zeros((N, C, H, W))  # the pooled gradient routed to the winners, where out > 0
+        for b, ch, y, z in np.ndindex(out.shape):
+            if out[b, ch, y, z] > 0:
+                dy[(b, ch, *_bnpool_winner(g, b, ch, y, z, int(code[b, ch, y, z])))] = d_out[b, ch, y, z]
+        xmu = x.astype(np.float64) - mean[None, :, None, None]
+        if kernel == "reduce":
+            return ((d_out, x, mean, out, code, np.empty(C, dtype), np.empty(C, dtype), g),
+                    {5: dy.sum(axis=(0, 2, 3)), 6: (dy * xmu).sum(axis=(0, 2, 3))})
+        k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(3))
+        want = (dy * k_dy[None, :, None, None] + xmu * k_x[None, :, None, None] + k_0[None, :, None, None])
+        return (d_out, x, mean, out, code, k_dy, k_x, k_0, np.empty_like(x), g), {8: want}
+    return case
+
+
+for _suffix, _g in BNPOOL_GEOMETRIES.items():
+    globals()[f"case_bnpool_fwd{_suffix}"] = _bnpool_fwd_case(_g)
+    globals()[f"case_bnpool_bwd_reduce{_suffix}"] = _bnpool_bwd_case("reduce", _g)
+    globals()[f"case_bnpool_bwd_apply{_suffix}"] = _bnpool_bwd_case("apply", _g)
+del _suffix, _g
+
+
 def case_im2row(rng, dtype):
     """The (i, j, ch)-ordered patches of the first (uh, uw) outputs: im2col's entries, permuted."""
     x, uh, uw = _rand(rng, (N, C, H, W), dtype), CONV.oh - 1, CONV.ow - 1
@@ -345,12 +394,16 @@ def case_sgd_update(rng, dtype):
     return (value, grad, velocity, 11, 0.1, 0.9, 1e-3, 1, 0), {0: want_value, 2: want_velocity}
 
 
-# kernel name, or kernel name + "_relu" for a second case of the same kernel
+# kernel name, or kernel name + "_relu" or "__<variant>" for a second case of the same kernel
 ORACLE_CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
+def _kernel_of(case: str) -> str:
+    return case if case in KERNELS else case.removesuffix("_relu").split("__")[0]
+
+
 def test_every_kernel_has_an_oracle_case():
-    kernels_with_cases = {name.removesuffix("_relu") for name in ORACLE_CASES}
+    kernels_with_cases = {_kernel_of(name) for name in ORACLE_CASES}
     assert kernels_with_cases == set(KERNELS), "a kernel of csrc/fastconv.h lacks an oracle case here"
 
 
@@ -362,7 +415,7 @@ def test_every_kernel_of_every_backend_equals_the_oracle(case, backend, dtype):
         module = load(backend)
     except BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    kernel = case if case in KERNELS else case.removesuffix("_relu")
+    kernel = _kernel_of(case)
     fn = getattr(module, kernel, None)
     assert fn is not None, f"the {backend} backend lacks kernel {kernel!r}"
     args, want = ORACLE_CASES[case](np.random.default_rng(len(case)), dtype)
@@ -370,8 +423,8 @@ def test_every_kernel_of_every_backend_equals_the_oracle(case, backend, dtype):
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for position, expected in want.items():
         got = args[position]
-        assert got.dtype == (np.int64 if expected.dtype == np.int64 else dtype)
-        if expected.dtype == np.int64:
+        assert got.dtype == (expected.dtype if expected.dtype.kind in "iu" else dtype)
+        if expected.dtype.kind in "iu":
             np.testing.assert_array_equal(got, expected, err_msg=f"{backend}.{kernel} argument {position}")
         else:
             np.testing.assert_allclose(got, expected.reshape(got.shape), **tol,

@@ -81,11 +81,15 @@ TUNING_ID = _tuning_id(ISA_LEVEL, _EXTENSION_FILE)
 # conv2d_maxpool with many taps runs im2row + GEMM + rows_maxpool (functional/conv.py)
 CONV_MAXPOOL_VIA_ROWS = True
 FUSE_CONV_POOL = True
+# CNN runs BatchNorm2D -> ReLU -> MaxPool2D through bnpool_* (layers/fused.py
+# BatchNormReLUPool): one pass each way instead of the layers' five.
+FUSE_BN_POOL = True
 
 _CTYPE = {
     np.dtype(np.float32): "float[]",
     np.dtype(np.float64): "double[]",
     np.dtype(np.int64): "int64_t[]",
+    np.dtype(np.uint8): "uint8_t[]",
 }
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 

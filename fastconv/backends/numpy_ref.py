@@ -13,6 +13,7 @@ from . import _bn_terms, _gemm_conv
 
 # The reference computes a CNN layer by layer (no fused stages; layers/fused.py).
 FUSE_CONV_POOL = False
+FUSE_BN_POOL = False
 
 
 def _window(start: int, count: int, step: int) -> slice:
@@ -287,6 +288,57 @@ def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
 # the statistics (reduction), the coefficients and the affine (apply) in turn (_bn_terms.py)
 bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
+
+
+# ------------------------------------------ batchnorm + relu + max pool
+# The windows do not overlap, no padding, floor mode (functional checks it).
+def bnpool_fwd(x, scale, shift, out, code, g):
+    """out = max(max over the window of x * scale[c] + shift[c], 0); code =
+    the winner's window offset i*kw + j, chosen before the ReLU (ties to the
+    first, NaN to the first NaN, as maxpool_fwd)."""
+    n, c, h, w, kh, kw, sh, sw, _ph, _pw, oh, ow, _ceil_mode = g
+    y = x * scale[:, None, None] + shift[:, None, None]
+    best = None
+    for k, (i, j) in enumerate(_pool_offsets(kh, kw)):
+        v = y[:, :, _window(i, oh, sh), _window(j, ow, sw)]
+        if best is None:
+            best, code[...] = v, 0
+            continue
+        beats = (v > best) | (np.isnan(v) & ~np.isnan(best))
+        best = np.where(beats, v, best)
+        code[beats] = k
+    out[...] = np.where(best < 0, best.dtype.type(0), best)  # NaN stays NaN
+
+
+def _bnpool_winners(d_out, out, code, g):
+    """(dy, pos), (N, C, OH*OW) each: the pooled gradient where out > 0 (else
+    0) and its winner's position h*W + w in the plane."""
+    n, c, h, w, kh, kw, sh, sw, _ph, _pw, oh, ow, _ceil_mode = g
+    bad = np.count_nonzero(code >= kh * kw)
+    if bad:
+        raise IndexError(f"{bad} code value(s) outside their {kh}x{kw} window")
+    i, j = np.divmod(code.astype(np.int64), kw)
+    pos = (np.arange(oh)[:, None] * sh + i) * w + np.arange(ow)[None, :] * sw + j
+    dy = np.where(out > 0, d_out, d_out.dtype.type(0))
+    return dy.reshape(n, c, -1), pos.reshape(n, c, -1)
+
+
+def bnpool_bwd_reduce(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g):
+    """bn_bwd_reduce of the dense gradient the pool routes to its winners."""
+    dy, pos = _bnpool_winners(d_out, out, code, g)
+    xw = np.take_along_axis(x.reshape(g.n, g.c, -1), pos, axis=2)
+    dy = dy.astype(np.float64)
+    sum_dy[...] = dy.sum(axis=(0, 2))
+    sum_dy_xmu[...] = (dy * (xw - mean[:, None].astype(np.float64))).sum(axis=(0, 2))
+
+
+def bnpool_bwd_apply(d_out, x, mean, out, code, k_dy, k_x, k_0, d_x, g):
+    """bn_bwd_apply of the dense gradient the pool routes to its winners."""
+    dy, pos = _bnpool_winners(d_out, out, code, g)
+    dense = np.zeros((g.n, g.c, g.h * g.w), dtype=x.dtype)
+    np.put_along_axis(dense, pos, dy, axis=2)
+    d_x.reshape(g.n, g.c, -1)[...] = (dense * k_dy[:, None] + (x.reshape(g.n, g.c, -1) - mean[:, None]) * k_x[:, None]
+                                      + k_0[:, None])
 
 
 # ------------------------------------------------------------ elementwise

@@ -3,7 +3,9 @@
 Every function takes an optional keyword ``backend=`` ("numpy", "numba", "c");
 without it the current backend is used (see :func:`fastconv.set_backend`).
 """
-from .batchnorm import BatchNormCache, batch_norm_backward, batch_norm_forward, relu_gradient
+from .batchnorm import (BatchNormCache, BatchNormPoolCache, batch_norm_backward, batch_norm_forward,
+                        batch_norm_relu_max_pool, batch_norm_relu_max_pool_backward, bn_pool_unsupported,
+                        relu_gradient)
 from .conv import conv2d_maxpool, conv2d_maxpool_backward_input, conv2d_maxpool_backward_params
 from .im2col import col2im, im2col
 from .layers import (Conv2dCache, LinearCache, add, conv2d, conv2d_backward, linear, linear_backward, relu,
@@ -22,6 +24,7 @@ from .pooling import (
 
 __all__ = [
     "BatchNormCache",
+    "BatchNormPoolCache",
     "Conv2dCache",
     "LinearCache",
     "conv2d",
@@ -37,6 +40,9 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm_backward",
     "batch_norm_forward",
+    "batch_norm_relu_max_pool",
+    "batch_norm_relu_max_pool_backward",
+    "bn_pool_unsupported",
     "relu_gradient",
     "col2im",
     "conv2d_maxpool",

@@ -12,8 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks, backends
+from .._geometry import PoolGeometry
 from ..backends import _bn_terms
 from .layers import relu_backward
+from .pooling import pool_geometry
 
 
 class BatchNormCache(NamedTuple):
@@ -69,10 +71,8 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     place; the statistics (and backward's sums) then cover every process's batch."""
     x = _checks.float_array(x, "x", ndim=(2, 4), layout="(N, C) or (N, C, H, W)")
     n, c, s = _nc_s(x)
-    gamma = _per_channel(gamma, "gamma", c, x.dtype)
-    beta = _per_channel(beta, "beta", c, x.dtype)
-    running_mean = _per_channel(running_mean, "running_mean", c, writeable=training)
-    running_var = _per_channel(running_var, "running_var", c, writeable=training)
+    gamma, beta, running_mean, running_var = _parameters(x, gamma, beta, running_mean, running_var, training,
+                                                         momentum, eps)
     if residual is not None:
         residual = _checks.float_array(residual, "residual", ndim=x.ndim)
         if residual.shape != x.shape:
@@ -81,40 +81,71 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, training=True,
     out = _checks.out_array(out, x.shape, x.dtype, inputs={
         "x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var,
         **({} if residual is None else {"residual": residual})})
+    kernels = backends.resolve(backend)
+    res = x if residual is None else residual  # read only with a residual
+    if training and reduce is None:  # statistics, coefficients and affine in one call (channel by channel)
+        count = _values_per_channel(x)
+        mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+        kernels.bn_fwd_fused(x, gamma, beta, res, mean, var, out, n, c, s, float(eps), int(bool(relu)),
+                             int(residual is not None))
+        _update_running(running_mean, running_var, mean, var, count, momentum)
+    else:  # eval, or synchronised BatchNorm: the affine uses every process's statistics
+        mean, var, count = _statistics(kernels, x, running_mean, running_var, training, momentum, reduce)
+    inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
+    if not training or reduce is not None:
+        kernels.channel_affine(x, scale, shift, res, out, n, c, s, int(bool(relu)), int(residual is not None))
+    return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend, count,
+                               reduce if training else None, out if relu else None)
+
+
+def _parameters(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """gamma, beta, running_mean, running_var checked against x's channels
+    (gamma and beta in x's dtype), and momentum and eps checked."""
+    c = x.shape[1]
+    gamma = _per_channel(gamma, "gamma", c, x.dtype)
+    beta = _per_channel(beta, "beta", c, x.dtype)
+    running_mean = _per_channel(running_mean, "running_mean", c, writeable=training)
+    running_var = _per_channel(running_var, "running_var", c, writeable=training)
     if not (0.0 <= momentum <= 1.0):
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
-    kernels = backends.resolve(backend)
-    res = x if residual is None else residual  # read only with a residual
-    if training:
-        count = n * s
-        if count < 2:
-            raise ValueError(
-                f"training BatchNorm needs more than one value per channel to estimate a "
-                f"variance, got x of shape {x.shape}; use a batch of 2 or more, or eval mode"
-            )
-        mean = np.empty(c, dtype=x.dtype)
-        var = np.empty(c, dtype=x.dtype)
-        if reduce is None:  # statistics, coefficients and affine in one call (channel by channel)
-            kernels.bn_fwd_fused(x, gamma, beta, res, mean, var, out, n, c, s, float(eps), int(bool(relu)),
-                                 int(residual is not None))
-        else:  # synchronised BatchNorm: the affine uses every process's statistics
-            kernels.bn_stats(x, mean, var, n, c, s)
-            mean, var, count = _global_statistics(mean, var, count, reduce)
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var * (count / (count - 1))
-    else:
-        mean = running_mean.astype(x.dtype)
-        var = running_var.astype(x.dtype)
-    inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
-    if not training or reduce is not None:
-        kernels.channel_affine(x, scale, shift, res, out, n, c, s, int(bool(relu)), int(residual is not None))
-    return out, BatchNormCache(x, mean, inv_std, gamma, bool(training), backend,
-                               n * s if not training or reduce is None else count, reduce if training else None,
-                               out if relu else None)
+    return gamma, beta, running_mean, running_var
+
+
+def _values_per_channel(x) -> int:
+    """N*H*W, which training needs to be >= 2 (a variance)."""
+    n, _, s = _nc_s(x)
+    if n * s < 2:
+        raise ValueError(
+            f"training BatchNorm needs more than one value per channel to estimate a "
+            f"variance, got x of shape {x.shape}; use a batch of 2 or more, or eval mode"
+        )
+    return n * s
+
+
+def _update_running(running_mean, running_var, mean, var, count, momentum):
+    """running = (1 - momentum) * running + momentum * batch (the unbiased variance)."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += momentum * var * (count / (count - 1))
+
+
+def _statistics(kernels, x, running_mean, running_var, training, momentum, reduce):
+    """(mean, var, count) that normalise x: in training the batch's (every
+    process's with ``reduce``), the running statistics updated; in eval the
+    running statistics."""
+    n, c, s = _nc_s(x)
+    if not training:
+        return running_mean.astype(x.dtype), running_var.astype(x.dtype), n * s
+    count = _values_per_channel(x)
+    mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+    kernels.bn_stats(x, mean, var, n, c, s)
+    if reduce is not None:
+        mean, var, count = _global_statistics(mean, var, count, reduce)
+    _update_running(running_mean, running_var, mean, var, count, momentum)
+    return mean, var, count
 
 
 def relu_gradient(d_out, cache: BatchNormCache):
@@ -177,13 +208,103 @@ def batch_norm_backward(d_out, cache: BatchNormCache, *, out=None, backend=None)
                              n, c, s, int(has_mask), int(cache.training))
     else:  # synchronised BatchNorm: d_x sees every process's sums, between the two passes
         kernels.bn_bwd_reduce(d_out, x, cache.mean, mask, sum_dy, sum_dy_xmu, n, c, s, int(has_mask))
+        kernels.bn_bwd_apply(d_out, x, cache.mean, mask, *_backward_terms(sum_dy, sum_dy_xmu, cache), d_x,
+                             n, c, s, int(has_mask))
+    return (d_x, *_parameter_gradients(sum_dy, sum_dy_xmu, cache))
+
+
+def _backward_terms(sum_dy, sum_dy_xmu, cache):
+    """(k_dy, k_x, k_0) of the apply (backends/_bn_terms.py) from this
+    process's sums, summed over every process first with synchronised BatchNorm."""
+    if cache.reduce is not None:
         sums = np.concatenate([sum_dy, sum_dy_xmu]).astype(np.float64)
         cache.reduce(sums)
-        terms = _bn_terms.backward_terms(sums[:c], sums[c:], cache.gamma, cache.inv_std, cache.count,
-                                         cache.training, x.dtype)
-        kernels.bn_bwd_apply(d_out, x, cache.mean, mask, *terms, d_x, n, c, s, int(has_mask))
-    # this process's own sums: data-parallel training averages d_gamma and
-    # d_beta across processes with every other gradient
-    d_gamma = (sum_dy_xmu * cache.inv_std.astype(np.float64)).astype(x.dtype)
-    d_beta = sum_dy.copy()
-    return d_x, d_gamma, d_beta
+        sum_dy, sum_dy_xmu = sums[:len(sum_dy)], sums[len(sum_dy):]
+    return _bn_terms.backward_terms(sum_dy, sum_dy_xmu, cache.gamma, cache.inv_std, cache.count, cache.training,
+                                    cache.x.dtype)
+
+
+def _parameter_gradients(sum_dy, sum_dy_xmu, cache):
+    """(d_gamma, d_beta) from this process's own sums: data-parallel training
+    averages them across processes with every other gradient."""
+    d_gamma = (sum_dy_xmu * cache.inv_std.astype(np.float64)).astype(cache.x.dtype)
+    return d_gamma, sum_dy.copy()
+
+
+# ------------------------------------------------ BatchNorm + ReLU + max pool
+class BatchNormPoolCache(NamedTuple):
+    """What batch_norm_relu_max_pool_backward needs from the forward pass."""
+
+    bn: BatchNormCache  # the normalisation's (relu_out None: the ReLU's output is pooled)
+    out: np.ndarray  # the pooled output
+    code: np.ndarray  # uint8, the winner's offset i * kw + j in its window
+    geometry: PoolGeometry
+
+
+def bn_pool_unsupported(kernel_size, stride, padding=(0, 0), ceil_mode=False) -> str | None:
+    """Why batch_norm_relu_max_pool cannot run this pooling window, or None
+    when it can: the windows must not overlap (each input position has at
+    most one winner), no padding, floor mode, at most 256 taps (the winner's
+    offset is stored in a byte)."""
+    (kh, kw), (sh, sw) = _checks.int_pair(kernel_size, "kernel_size"), _checks.int_pair(
+        kernel_size if stride is None else stride, "stride")
+    if tuple(_checks.int_pair(padding, "padding", minimum=0)) != (0, 0):
+        return f"padding is {padding}: expected 0"
+    if ceil_mode:
+        return "ceil_mode is True: expected floor mode"
+    if sh < kh or sw < kw:
+        return f"stride ({sh}, {sw}) is smaller than the window ({kh}, {kw}): windows would overlap"
+    if kh * kw > 256:
+        return f"the window ({kh}, {kw}) has {kh * kw} taps: expected at most 256"
+    return None
+
+
+def batch_norm_relu_max_pool(x, gamma, beta, running_mean, running_var, kernel_size=2, stride=None,
+                             training=True, momentum=0.1, eps=1e-5, *, reduce=None, backend=None):
+    """``max_pool2d(relu(batch_norm_forward(x, ...)))`` in one pass: returns
+    ``(out, cache)``, out the pooled (N, C, OH, OW).  The full-resolution
+    normalised tensor is never written; the backward pass
+    (batch_norm_relu_max_pool_backward) computes the gradients of all three
+    from the pooled gradient.  Arguments as batch_norm_forward and
+    max_pool2d (the running statistics are updated alike); the windows must
+    not overlap (stride >= kernel_size), no padding (bn_pool_unsupported)."""
+    x = _checks.float_array(x, "x", ndim=4, layout="(N, C, H, W)")
+    reason = bn_pool_unsupported(kernel_size, stride)
+    if reason is not None:
+        raise ValueError(f"batch_norm_relu_max_pool cannot pool this way: {reason}")
+    gamma, beta, running_mean, running_var = _parameters(x, gamma, beta, running_mean, running_var, training,
+                                                         momentum, eps)
+    g = pool_geometry(x.shape, kernel_size, stride)
+    kernels = backends.resolve(backend)
+    mean, var, count = _statistics(kernels, x, running_mean, running_var, training, momentum, reduce)
+    inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
+    out = np.empty((g.n, g.c, g.oh, g.ow), dtype=x.dtype)
+    code = np.empty(out.shape, dtype=np.uint8)
+    kernels.bnpool_fwd(x, scale, shift, out, code, g)
+    bn = BatchNormCache(x, mean, inv_std, gamma, bool(training), backend, count, reduce if training else None)
+    return out, BatchNormPoolCache(bn, out, code, g)
+
+
+def batch_norm_relu_max_pool_backward(d_out, cache: BatchNormPoolCache):
+    """Returns ``(d_x, d_gamma, d_beta)`` of batch_norm_relu_max_pool: the
+    pooled gradient counts at the winners whose output is > 0, then the
+    closed form of batch_norm_backward, dense over x."""
+    if not isinstance(cache, BatchNormPoolCache):
+        raise TypeError("cache must be the BatchNormPoolCache returned by batch_norm_relu_max_pool")
+    bn, g = cache.bn, cache.geometry
+    x = bn.x
+    d_out = _checks.float_array(d_out, "d_out", ndim=4, layout="(N, C, OH, OW)")
+    if d_out.shape != cache.out.shape:
+        raise ValueError(f"d_out has shape {d_out.shape}, but the forward output was {cache.out.shape}")
+    _checks.same_dtype(d_out, x, "d_out", "the forward input")
+    kernels = backends.resolve(bn.backend)
+    sum_dy, sum_dy_xmu = np.empty(g.c, dtype=x.dtype), np.empty(g.c, dtype=x.dtype)
+    d_x = np.empty_like(x)
+    try:
+        kernels.bnpool_bwd_reduce(d_out, x, bn.mean, cache.out, cache.code, sum_dy, sum_dy_xmu, g)
+        kernels.bnpool_bwd_apply(d_out, x, bn.mean, cache.out, cache.code,
+                                 *_backward_terms(sum_dy, sum_dy_xmu, bn), d_x, g)
+    except IndexError as exc:
+        raise ValueError(f"the cache's winner codes lie outside their window ({exc}); pass the cache "
+                         f"batch_norm_relu_max_pool returned, unchanged") from None
+    return (d_x, *_parameter_gradients(sum_dy, sum_dy_xmu, bn))

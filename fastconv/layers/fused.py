@@ -27,6 +27,7 @@ import numpy as np
 from .. import _autotune, _checks, backends
 from .. import functional as F
 from .base import Layer
+from .norm import BatchNorm2D
 
 
 class FusedStage(Layer):
@@ -293,3 +294,51 @@ class BatchNormReLU(FusedStage):
         bn.d_gamma[...] = d_gamma
         bn.d_beta[...] = d_beta
         return d_x
+
+
+class BatchNormReLUPool(FusedStage):
+    """BatchNorm2D, ReLU, MaxPool2D (windows that do not overlap, no padding)
+    in one pass each way (``functional.batch_norm_relu_max_pool``): forward
+    pools the normalised values as it computes them, so the full-resolution
+    output is never written nor read back; backward takes the BatchNorm sums
+    over the winners and writes d_x once, without the pool's dense gradient.
+    Built from a BatchNormReLU stage and the pool after it (the fusion
+    table); parameters, gradients and running statistics are the
+    BatchNorm's, updated as when the layers run alone."""
+
+    def __init__(self, bn_relu, pool):
+        super().__init__(bn_relu.bn, bn_relu.relu, pool)
+        self.bn, self.pool = bn_relu.bn, pool
+        self._cache = None
+
+    def forward(self, x):
+        bn = self.bn
+        x = bn._input(x, 4, bn._layout, bn.dtype)
+        if x.shape[1] != bn.num_features:
+            raise ValueError(f"{bn!r} expects {bn.num_features} channels, got input of shape {x.shape}")
+        out, self._cache = F.batch_norm_relu_max_pool(
+            x, bn.gamma, bn.beta, bn.running_mean, bn.running_var, self.pool.pool_size, self.pool.stride,
+            training=bn.training, momentum=bn.momentum, eps=bn.eps, reduce=bn.reduce, backend=bn.backend)
+        return out
+
+    def backward(self, d_out):
+        bn = self.bn
+        d_x, d_gamma, d_beta = F.batch_norm_relu_max_pool_backward(np.asarray(d_out, dtype=bn.dtype),
+                                                                   bn._need_cache(self._cache))
+        bn.d_gamma[...] = d_gamma
+        bn.d_beta[...] = d_beta
+        return d_x
+
+
+def bn_pool_fusable(bn_relu, pool) -> bool:
+    """Whether a BatchNormReLU stage and the MaxPool2D after it run as a
+    BatchNormReLUPool: a 2-D BatchNorm, a pool the fused kernels take
+    (``functional.bn_pool_unsupported``), one backend, and that backend's
+    ``FUSE_BN_POOL`` (the NumPy reference computes layer by layer)."""
+    bn = bn_relu.bn
+    if type(bn) is not BatchNorm2D or bn.backend != pool.backend:
+        return False
+    if F.bn_pool_unsupported(pool.pool_size, pool.stride, pool.padding, pool.ceil_mode) is not None:
+        return False
+    return getattr(backends.resolve(bn.backend), "FUSE_BN_POOL", False)
+
