@@ -212,6 +212,19 @@ static inline void FN(bwd_terms)(REAL gamma, REAL inv_std, REAL sum_dy, REAL sum
     *k_0 = (REAL)(training ? -kd * (double)sum_dy / count : 0.0);
 }
 
+/* Every channel's (k_dy, k_x, k_0) in a new array (k_dy[0..c), k_x, k_0; the
+ * caller frees it), NULL when out of memory: the two-pass end of the one-call
+ * backwards. */
+static REAL *FN(all_bwd_terms)(const REAL *gamma, const REAL *inv_std, const REAL *sum_dy, const REAL *sum_dy_xmu,
+                               double count, int64_t training, int64_t c) {
+    REAL *k = malloc(sizeof(REAL) * 3 * c);
+    if (k == NULL) return NULL;
+    for (int64_t ch = 0; ch < c; ++ch)
+        FN(bwd_terms)(gamma[ch], inv_std[ch], sum_dy[ch], sum_dy_xmu[ch], count, training, &k[ch], &k[c + ch],
+                      &k[2 * c + ch]);
+    return k;
+}
+
 /* The most bytes of dy, x and mask one channel may hold for the channel by
  * channel order to pay: the apply then re-reads them from L2 (1.26x at
  * 0.75 MB; 0.93x at 3 MB, where they no longer fit). */
@@ -233,15 +246,9 @@ int FN(fc_bn_bwd_fused)(const REAL *restrict d_out, const REAL *restrict x, cons
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
     const double count = (double)(n * s);
     if ((3 - !has_mask) * n * s * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) {
-        const int status = FN(fc_bn_bwd_reduce)(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask);
-        REAL *k = malloc(sizeof(REAL) * 3 * c); /* k_dy, k_x, k_0 */
-        if (status != FC_OK || k == NULL) {
-            free(k);
-            return status != FC_OK ? status : FC_ERR_NOMEM;
-        }
-        for (int64_t ch = 0; ch < c; ++ch)
-            FN(bwd_terms)(gamma[ch], inv_std[ch], sum_dy[ch], sum_dy_xmu[ch], count, training, &k[ch], &k[c + ch],
-                          &k[2 * c + ch]);
+        int status = FN(fc_bn_bwd_reduce)(d_out, x, mean, mask, sum_dy, sum_dy_xmu, n, c, s, has_mask);
+        REAL *k = status == FC_OK ? FN(all_bwd_terms)(gamma, inv_std, sum_dy, sum_dy_xmu, count, training, c) : NULL;
+        if (k == NULL) return status != FC_OK ? status : FC_ERR_NOMEM;
         FN(fc_bn_bwd_apply)(d_out, x, mean, mask, k, k + c, k + 2 * c, d_x, n, c, s, has_mask);
         free(k);
         return FC_OK;
@@ -290,6 +297,44 @@ static inline void FN(fwd_terms)(REAL mean, REAL var, REAL gamma, REAL beta, dou
     *shift = (REAL)((double)beta - product);
 }
 
+/* fc_bn_stats, then every channel's scale and shift (fwd_terms) in a new
+ * array (scale[0..c), shift; the caller frees it): the two-pass start of the
+ * one-call forwards.  NULL with *status set when that fails. */
+static REAL *FN(stats_and_terms)(const REAL *x, const REAL *gamma, const REAL *beta, REAL *mean, REAL *var, int64_t n,
+                                 int64_t c, int64_t s, double eps, int *status) {
+    *status = FN(fc_bn_stats)(x, mean, var, n, c, s);
+    if (*status != FC_OK) return NULL;
+    REAL *ab = malloc(sizeof(REAL) * 2 * c);
+    if (ab == NULL) {
+        *status = FC_ERR_NOMEM;
+        return NULL;
+    }
+    for (int64_t ch = 0; ch < c; ++ch) FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &ab[ch], &ab[c + ch]);
+    return ab;
+}
+
+/* Channel ch's mean and biased variance with fc_bn_stats's sums (per image
+ * block in image order, blocks in order: the same bits), its planes read one
+ * after the other (the next one prefetched): the first step of the kernels
+ * that then work on the channel while it is in L2. */
+static inline void FN(channel_stats)(const REAL *restrict x, int64_t ch, int64_t n, int64_t c, int64_t s,
+                                     REAL *mean, REAL *var) {
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+    const double k0 = x[ch * s];
+    double s1 = 0, s2 = 0;
+    for (int64_t bl = 0; bl < blocks; ++bl) {
+        const int64_t end = (bl + 1) * block < n ? (bl + 1) * block : n;
+        double p1 = 0, p2 = 0;
+        for (int64_t img = bl * block; img < end; ++img) {
+            if (img + 1 < n) fc_prefetch(x + ((img + 1) * c + ch) * s, s * (int64_t)sizeof(REAL));
+            FN(stats_plane)(x + (img * c + ch) * s, k0, s, &p1, &p2);
+        }
+        s1 += p1;
+        s2 += p2;
+    }
+    FN(stats_finish)(s1, s2, k0, (double)(n * s), mean, var);
+}
+
 /* The training forward: fc_bn_stats, the scale and shift (fwd_terms), then
  * fc_channel_affine.  Where a channel's x fits in L2 (FC_BN_FUSED_BYTES) and
  * its planes are not single values, one channel at a time, so the affine
@@ -302,35 +347,16 @@ int FN(fc_bn_fwd_fused)(const REAL *restrict x, const REAL *restrict gamma, cons
                         int64_t n, int64_t c, int64_t s, double eps, int64_t relu, int64_t has_res) {
     if (n < 1 || c < 1 || s < 1) return FC_ERR_SIZE;
     if (s < 8 || 2 * n * s * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) { /* x and out */
-        const int status = FN(fc_bn_stats)(x, mean, var, n, c, s);
-        REAL *ab = malloc(sizeof(REAL) * 2 * c); /* scale, shift */
-        if (status != FC_OK || ab == NULL) {
-            free(ab);
-            return status != FC_OK ? status : FC_ERR_NOMEM;
-        }
-        for (int64_t ch = 0; ch < c; ++ch) FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &ab[ch], &ab[c + ch]);
+        int status;
+        REAL *ab = FN(stats_and_terms)(x, gamma, beta, mean, var, n, c, s, eps, &status);
+        if (ab == NULL) return status;
         FN(fc_channel_affine)(x, ab, ab + c, res, out, n, c, s, relu, has_res);
         free(ab);
         return FC_OK;
     }
-    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
-    const double count = (double)(n * s);
 #pragma omp parallel for num_threads(fc_threads_for(n * c * s)) schedule(static)
     for (int64_t ch = 0; ch < c; ++ch) {
-        /* fc_bn_stats's sums: per image block in image order, blocks in order */
-        const double k0 = x[ch * s];
-        double s1 = 0, s2 = 0;
-        for (int64_t bl = 0; bl < blocks; ++bl) {
-            const int64_t end = (bl + 1) * block < n ? (bl + 1) * block : n;
-            double p1 = 0, p2 = 0;
-            for (int64_t img = bl * block; img < end; ++img) {
-                if (img + 1 < n) fc_prefetch(x + ((img + 1) * c + ch) * s, s * (int64_t)sizeof(REAL));
-                FN(stats_plane)(x + (img * c + ch) * s, k0, s, &p1, &p2);
-            }
-            s1 += p1;
-            s2 += p2;
-        }
-        FN(stats_finish)(s1, s2, k0, count, &mean[ch], &var[ch]);
+        FN(channel_stats)(x, ch, n, c, s, &mean[ch], &var[ch]);
         REAL scale, shift;
         FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &scale, &shift);
         for (int64_t img = 0; img < n; ++img) {

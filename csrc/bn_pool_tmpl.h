@@ -52,31 +52,30 @@ static inline void FN(bnpool22_chunk)(const REAL *restrict r0, const REAL *restr
     for (int q = 0; q < 8; ++q) code[ox0 + q] = (uint8_t)kk[q];
 }
 
-/* An output row shorter than a chunk (OW < 8): the chunk on copies of its
- * two input rows (4x faster than a scalar loop, whose branches mispredict on
- * random data; the results of what lies past the row are dropped).  With
- * `over` the copies take 16 values whatever OW (fixed-size vector moves; the
- * caller knows the array holds them), else 2*OW and zeros. */
+/* An output row shorter than a chunk (OW < 8): one chunk (4x faster than a
+ * scalar loop, whose branches mispredict on random data) that reads past the
+ * row -- in place when `over` (the caller knows the array holds 16 values
+ * from each row's start), else from zero-padded copies -- into buffers, of
+ * which the row's OW outputs are kept. */
 static inline void FN(bnpool22_short)(const REAL *restrict r0, const REAL *restrict r1, REAL a, REAL b,
                                       REAL *restrict o, uint8_t *restrict code, int64_t ow, int over) {
-    REAL t0[16] = {0}, t1[16] = {0}, ob[8];
+    REAL ob[8];
     uint8_t cb[8];
     if (over) {
-        for (int i = 0; i < 16; ++i) {
-            t0[i] = r0[i];
-            t1[i] = r1[i];
-        }
+        FN(bnpool22_chunk)(r0, r1, a, b, ob, cb, 0);
     } else {
+        REAL t0[16] = {0}, t1[16] = {0};
         for (int64_t i = 0; i < 2 * ow; ++i) {
             t0[i] = r0[i];
             t1[i] = r1[i];
         }
+        FN(bnpool22_chunk)(t0, t1, a, b, ob, cb, 0);
     }
-    FN(bnpool22_chunk)(t0, t1, a, b, ob, cb, 0);
-    for (int64_t q = 0; q < ow; ++q) {
-        o[q] = ob[q];
-        code[q] = cb[q];
-    }
+    /* a fixed trip count with a condition: masked vector stores */
+    for (int q = 0; q < 8; ++q)
+        if (q < ow) o[q] = ob[q];
+    for (int q = 0; q < 8; ++q)
+        if (q < ow) code[q] = cb[q];
 }
 
 /* One (H, W) plane of the forward, scale a and shift b. */
@@ -181,21 +180,44 @@ static inline FN(vmask) FN(codes8)(const uint8_t *cp) {
     return k;
 }
 
-/* Lanes q >= skip (the overlapping tail chunk counts only its new outputs). */
-static inline FN(vmask) FN(from_lane)(int skip) {
+/* Lanes q with lo <= q < hi: the outputs a chunk counts (an overlapping
+ * tail chunk only its new ones, a short row only its own). */
+static inline FN(vmask) FN(lanes)(int64_t lo, int64_t hi) {
     const FN(vmask) lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lane >= (FN(lane_int))skip;
+    return (lane >= (FN(lane_int))lo) & (lane < (FN(lane_int))hi);
 }
 
-/* Sums of outputs [ox0 + skip, ox0 + 8) of one row into per-lane double
+/* Rows of fewer than 8 outputs run one chunk that reads past the row (what it
+ * computes there is dropped): in place where the arrays hold what it reads
+ * (`in_place`), else from zero-padded copies (the last rows of the tensor). */
+struct FN(short_row) {
+    REAL t0[16], t1[16], g[8], o[8];
+    uint8_t c[8];
+};
+static inline void FN(short_copy)(struct FN(short_row) *r, const REAL *r0, const REAL *r1, const REAL *gp,
+                                  const REAL *op, const uint8_t *cp, int64_t ow) {
+    memset(r, 0, sizeof *r);
+    for (int64_t i = 0; i < 2 * ow; ++i) {
+        r->t0[i] = r0[i];
+        r->t1[i] = r1[i];
+    }
+    for (int64_t q = 0; q < ow; ++q) {
+        r->g[q] = gp[q];
+        r->o[q] = op[q];
+        r->c[q] = cp[q];
+    }
+}
+
+/* Sums of the outputs ox0 + q of one row whose lane q is set in `mine`, into per-lane double
  * accumulators (vertical adds: no reassociation, the same sums on any
  * machine); a bad code counts nothing and adds -1 to its lane of acc_bad. */
 static inline void FN(bnpool22_sums8)(const REAL *restrict r0, const REAL *restrict r1, const REAL *restrict gp,
-                                      const REAL *restrict op, const uint8_t *restrict cp, int64_t ox0, int skip,
-                                      double m, FN(vec_d) *acc_a, FN(vec_d) *acc_b, FN(vmask) *acc_bad) {
+                                      const REAL *restrict op, const uint8_t *restrict cp, int64_t ox0,
+                                      FN(vmask) mine, double m, FN(vec_d) *acc_a, FN(vec_d) *acc_b,
+                                      FN(vmask) *acc_bad) {
     FN(vec) v[4];
     FN(window8)(r0, r1, ox0, v);
-    const FN(vmask) k = FN(codes8)(cp + ox0), mine = FN(from_lane)(skip);
+    const FN(vmask) k = FN(codes8)(cp + ox0);
     const FN(vec) xw = (FN(vec))(((FN(vmask))v[0] & (k == 0)) | ((FN(vmask))v[1] & (k == 1)) |
                                  ((FN(vmask))v[2] & (k == 2)) | ((FN(vmask))v[3] & (k == 3)));
     const FN(vec) zero = {0};
@@ -215,11 +237,11 @@ static inline int64_t FN(bad_count)(FN(vmask) acc) {
 
 /* d_x of the 2x2 windows of outputs [ox0, ox0 + 8) of one row pair: each
  * window's four values, dy at its winner (none with a bad code), as
- * bn_bwd_apply_plane's formula; bad codes of lanes >= skip add -1 to acc_bad. */
+ * bn_bwd_apply_plane's formula; bad codes of the lanes in `mine` add -1 to acc_bad. */
 static inline void FN(bnpool22_apply8)(const REAL *restrict r0, const REAL *restrict r1,
                                           const REAL *restrict gp, const REAL *restrict op,
-                                          const uint8_t *restrict cp, int64_t ox0, int skip, REAL a, REAL b,
-                                          REAL z, REAL m, REAL *restrict d0, REAL *restrict d1,
+                                          const uint8_t *restrict cp, int64_t ox0, FN(vmask) mine, REAL a,
+                                          REAL b, REAL z, REAL m, REAL *restrict d0, REAL *restrict d1,
                                           FN(vmask) *acc_bad) {
     FN(vec) v[4];
     FN(window8)(r0, r1, ox0, v);
@@ -235,13 +257,15 @@ static inline void FN(bnpool22_apply8)(const REAL *restrict r0, const REAL *rest
     memcpy(d0 + 2 * ox0 + 8, &w01, sizeof w01);
     memcpy(d1 + 2 * ox0, &w10, sizeof w10);
     memcpy(d1 + 2 * ox0 + 8, &w11, sizeof w11);
-    *acc_bad += FN(from_lane)(skip) & (k > 3);
+    *acc_bad += mine & (k > 3);
 }
 
-/* bnpool_plane_sums for 2x2/2 windows, rows of at least 8 outputs. */
+/* bnpool_plane_sums for 2x2/2 windows; the arrays hold `readable_x` values
+ * from xp on and `readable_p` from gp, op and cp on (short rows read past). */
 static inline int64_t FN(bnpool22_plane_sums)(const REAL *restrict gp, const REAL *restrict xp,
                                               const REAL *restrict op, const uint8_t *restrict cp, double m,
-                                              const fc_pool_geom *g, double *pa, double *pb) {
+                                              const fc_pool_geom *g, int64_t readable_x, int64_t readable_p,
+                                              double *pa, double *pb) {
     const int64_t w = g->w, ow = g->ow, oh = g->oh;
     FN(vec_d) acc_a = {0}, acc_b = {0};
     FN(vmask) bad = {0};
@@ -249,10 +273,22 @@ static inline int64_t FN(bnpool22_plane_sums)(const REAL *restrict gp, const REA
         const REAL *r0 = xp + 2 * oy * w, *r1 = r0 + w;
         const REAL *grow = gp + oy * ow, *orow = op + oy * ow;
         const uint8_t *crow = cp + oy * ow;
+        if (ow < 8) {
+            const FN(vmask) mine = FN(lanes)(0, ow);
+            if ((2 * oy + 1) * w + 16 <= readable_x && oy * ow + 8 <= readable_p) {
+                FN(bnpool22_sums8)(r0, r1, grow, orow, crow, 0, mine, m, &acc_a, &acc_b, &bad);
+            } else {
+                struct FN(short_row) r;
+                FN(short_copy)(&r, r0, r1, grow, orow, crow, ow);
+                FN(bnpool22_sums8)(r.t0, r.t1, r.g, r.o, r.c, 0, mine, m, &acc_a, &acc_b, &bad);
+            }
+            continue;
+        }
         for (int64_t ox0 = 0; ox0 + 8 <= ow; ox0 += 8)
-            FN(bnpool22_sums8)(r0, r1, grow, orow, crow, ox0, 0, m, &acc_a, &acc_b, &bad);
+            FN(bnpool22_sums8)(r0, r1, grow, orow, crow, ox0, FN(lanes)(0, 8), m, &acc_a, &acc_b, &bad);
         /* the tail: one more chunk overlapping the last, its overlap not counted */
-        if (ow % 8) FN(bnpool22_sums8)(r0, r1, grow, orow, crow, ow - 8, (int)(8 - ow % 8), m, &acc_a, &acc_b, &bad);
+        if (ow % 8)
+            FN(bnpool22_sums8)(r0, r1, grow, orow, crow, ow - 8, FN(lanes)(8 - ow % 8, 8), m, &acc_a, &acc_b, &bad);
     }
     double a = 0, b = 0;
     for (int q = 0; q < 8; ++q) {
@@ -264,12 +300,14 @@ static inline int64_t FN(bnpool22_plane_sums)(const REAL *restrict gp, const REA
     return FN(bad_count)(bad);
 }
 
-/* The apply of one plane for 2x2/2 windows, rows of at least 8 outputs;
- * what no window covers (an odd last row or column) first as the dense
- * formula.  The overlapping tail chunk rewrites the same values. */
+/* The apply of one plane for 2x2/2 windows (readable_x, readable_p as the
+ * sums); what no window covers (an odd last row or column) first as the
+ * dense formula.  The overlapping tail chunk rewrites the same values; a
+ * short row's chunk is computed into a buffer and only its row copied out. */
 static inline int64_t FN(bnpool22_plane_apply)(const REAL *restrict gp, const REAL *restrict xp,
                                                const REAL *restrict op, const uint8_t *restrict cp, REAL a, REAL b,
-                                               REAL z, REAL m, REAL *restrict dp, const fc_pool_geom *g) {
+                                               REAL z, REAL m, REAL *restrict dp, const fc_pool_geom *g,
+                                               int64_t readable_x, int64_t readable_p) {
     const int64_t h = g->h, w = g->w, ow = g->ow, oh = g->oh;
     FN(vmask) bad = {0};
     if (2 * oh != h || 2 * ow != w)
@@ -279,9 +317,28 @@ static inline int64_t FN(bnpool22_plane_apply)(const REAL *restrict gp, const RE
         const REAL *grow = gp + oy * ow, *orow = op + oy * ow;
         const uint8_t *crow = cp + oy * ow;
         REAL *d0 = dp + 2 * oy * w, *d1 = d0 + w;
+        if (ow < 8) {
+            const FN(vmask) mine = FN(lanes)(0, ow);
+            REAL e0[16], e1[16];
+            if ((2 * oy + 1) * w + 16 <= readable_x && oy * ow + 8 <= readable_p) {
+                FN(bnpool22_apply8)(r0, r1, grow, orow, crow, 0, mine, a, b, z, m, e0, e1, &bad);
+            } else {
+                struct FN(short_row) r;
+                FN(short_copy)(&r, r0, r1, grow, orow, crow, ow);
+                FN(bnpool22_apply8)(r.t0, r.t1, r.g, r.o, r.c, 0, mine, a, b, z, m, e0, e1, &bad);
+            }
+            /* a fixed trip count with a condition: masked vector stores */
+            for (int i = 0; i < 16; ++i)
+                if (i < 2 * ow) d0[i] = e0[i];
+            for (int i = 0; i < 16; ++i)
+                if (i < 2 * ow) d1[i] = e1[i];
+            continue;
+        }
         for (int64_t ox0 = 0; ox0 + 8 <= ow; ox0 += 8)
-            FN(bnpool22_apply8)(r0, r1, grow, orow, crow, ox0, 0, a, b, z, m, d0, d1, &bad);
-        if (ow % 8) FN(bnpool22_apply8)(r0, r1, grow, orow, crow, ow - 8, (int)(8 - ow % 8), a, b, z, m, d0, d1, &bad);
+            FN(bnpool22_apply8)(r0, r1, grow, orow, crow, ox0, FN(lanes)(0, 8), a, b, z, m, d0, d1, &bad);
+        if (ow % 8)
+            FN(bnpool22_apply8)(r0, r1, grow, orow, crow, ow - 8, FN(lanes)(8 - ow % 8, 8), a, b, z, m, d0, d1,
+                                &bad);
     }
     return FN(bad_count)(bad);
 }
@@ -309,12 +366,10 @@ static inline int64_t FN(bnpool_plane_sums)(const REAL *restrict gp, const REAL 
     return bad;
 }
 
-/* The 2x2/2 vector path where it applies, else the scalar loops.  Rows of
- * fewer than 8 outputs stay scalar: through zero-padded copies (as the
- * forward's short rows) they ran 2.5x slower, (64, 64, 14, 14). */
+/* The 2x2/2 vector path where it applies, else the scalar loops. */
 static inline int FN(bnpool_vector_path)(const fc_pool_geom *g) {
 #ifdef FC_BNPOOL_VECTOR
-    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ow >= 8;
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2;
 #else
     (void)g;
     return 0;
@@ -323,9 +378,13 @@ static inline int FN(bnpool_vector_path)(const fc_pool_geom *g) {
 
 static inline int64_t FN(bnpool_sums_any)(const REAL *restrict gp, const REAL *restrict xp, const REAL *restrict op,
                                           const uint8_t *restrict cp, double m, const int64_t *restrict off,
-                                          const fc_pool_geom *g, double *pa, double *pb) {
+                                          const fc_pool_geom *g, int64_t readable_x, int64_t readable_p,
+                                          double *pa, double *pb) {
 #ifdef FC_BNPOOL_VECTOR
-    if (FN(bnpool_vector_path)(g)) return FN(bnpool22_plane_sums)(gp, xp, op, cp, m, g, pa, pb);
+    if (FN(bnpool_vector_path)(g)) return FN(bnpool22_plane_sums)(gp, xp, op, cp, m, g, readable_x, readable_p, pa, pb);
+#else
+    (void)readable_x;
+    (void)readable_p;
 #endif
     return FN(bnpool_plane_sums)(gp, xp, op, cp, m, off, g, pa, pb);
 }
@@ -351,7 +410,7 @@ int FN(fc_bnpool_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
                 const int64_t p = img * c + ch;
                 double a = 0, b = 0;
                 bad += FN(bnpool_sums_any)(d_out + p * ohw, x + p * hw, out + p * ohw, code + p * ohw, mean[ch],
-                                           off, g, &a, &b);
+                                           off, g, (n * c - p) * hw, (n * c - p) * ohw, &a, &b);
                 pb[2 * ch] += a;
                 pb[2 * ch + 1] += b;
             }
@@ -365,39 +424,134 @@ int FN(fc_bnpool_bwd_reduce)(const REAL *restrict d_out, const REAL *restrict x,
  * gradient at the winners whose output is > 0 and 0 elsewhere (the
  * coefficients of backends/_bn_terms.py, backward_terms): each plane written
  * densely without dy, then its winners rewritten with it (the plane is in L1). */
+/* One plane of the apply: the 2x2 vector path where it applies, else
+ * dense without dy, then the winners rewritten with it (the plane is in L1).
+ * Returns the bad codes (those winners keep the dense value). */
+static inline int64_t FN(bnpool_plane_apply_any)(const REAL *restrict gp, const REAL *restrict xp,
+                                                 const REAL *restrict op, const uint8_t *restrict cp, REAL a, REAL b,
+                                                 REAL z, REAL m, const int64_t *restrict off, REAL *restrict dp,
+                                                 const fc_pool_geom *g, int64_t readable_x, int64_t readable_p) {
+#ifdef FC_BNPOOL_VECTOR
+    if (FN(bnpool_vector_path)(g)) return FN(bnpool22_plane_apply)(gp, xp, op, cp, a, b, z, m, dp, g, readable_x, readable_p);
+#else
+    (void)readable_x;
+    (void)readable_p;
+#endif
+    const int64_t w = g->w, hw = g->h * w, oh = g->oh, ow = g->ow, taps = g->kh * g->kw, sh = g->sh, sw = g->sw;
+    int64_t bad = 0;
+    for (int64_t k = 0; k < hw; ++k) dp[k] = (xp[k] - m) * b + z;
+    for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t j = oy * ow + ox;
+            if (cp[j] >= taps) { ++bad; continue; }
+            if (!(op[j] > 0)) continue;
+            const int64_t at = oy * sh * w + ox * sw + off[cp[j]];
+            dp[at] = gp[j] * a + (xp[at] - m) * b + z;
+        }
+    return bad;
+}
+
 int FN(fc_bnpool_bwd_apply)(const REAL *restrict d_out, const REAL *restrict x, const REAL *restrict mean,
                             const REAL *restrict out, const uint8_t *restrict code, const REAL *restrict k_dy,
                             const REAL *restrict k_x, const REAL *restrict k_0, REAL *restrict d_x,
                             const fc_pool_geom *g) {
     const int status = fc_bnpool_check(g);
     if (status != FC_OK) return status;
-    const int64_t c = g->c, w = g->w, hw = g->h * w, oh = g->oh, ow = g->ow, ohw = oh * ow;
-    const int64_t taps = g->kh * g->kw, sh = g->sh, sw = g->sw;
+    const int64_t c = g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
     int64_t off[256];
     fc_bnpool_offsets(g, off);
     int64_t bad = 0;
 #pragma omp parallel for num_threads(fc_threads_for(g->n * c * hw)) schedule(static) reduction(+ : bad)
     for (int64_t p = 0; p < g->n * c; ++p) {
         const int64_t ch = p % c;
-        const REAL a = k_dy[ch], b = k_x[ch], z = k_0[ch], m = mean[ch];
-        const REAL *xp = x + p * hw, *gp = d_out + p * ohw, *op = out + p * ohw;
-        const uint8_t *cp = code + p * ohw;
-        REAL *dp = d_x + p * hw;
-#ifdef FC_BNPOOL_VECTOR
-        if (FN(bnpool_vector_path)(g)) {
-            bad += FN(bnpool22_plane_apply)(gp, xp, op, cp, a, b, z, m, dp, g);
-            continue;
+        bad += FN(bnpool_plane_apply_any)(d_out + p * ohw, x + p * hw, out + p * ohw, code + p * ohw, k_dy[ch], k_x[ch],
+                                          k_0[ch], mean[ch], off, d_x + p * hw, g, (g->n * c - p) * hw,
+                                          (g->n * c - p) * ohw);
+    }
+    return bad ? FC_ERR_INDEX : FC_OK;
+}
+
+/* The training forward in one call: fc_bn_stats, the scale and shift
+ * (fwd_terms), then fc_bnpool_fwd -- the same bits.  Where a channel's x
+ * fits in L2 (FC_BN_FUSED_BYTES), one channel at a time, so the pool reads x
+ * from cache, not memory (one of the stage's two passes over the tensor). */
+int FN(fc_bnpool_fwd_fused)(const REAL *restrict x, const REAL *restrict gamma, const REAL *restrict beta,
+                            REAL *restrict mean, REAL *restrict var, REAL *restrict out, uint8_t *restrict code,
+                            double eps, const fc_pool_geom *g) {
+    int status = fc_bnpool_check(g);
+    if (status != FC_OK) return status;
+    const int64_t n = g->n, c = g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    if (n * hw * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) {
+        REAL *ab = FN(stats_and_terms)(x, gamma, beta, mean, var, n, c, hw, eps, &status);
+        if (ab == NULL) return status;
+        status = FN(fc_bnpool_fwd)(x, ab, ab + c, out, code, g);
+        free(ab);
+        return status;
+    }
+#pragma omp parallel for num_threads(fc_threads_for(n * c * hw)) schedule(static)
+    for (int64_t ch = 0; ch < c; ++ch) {
+        FN(channel_stats)(x, ch, n, c, hw, &mean[ch], &var[ch]);
+        REAL scale, shift;
+        FN(fwd_terms)(mean[ch], var[ch], gamma[ch], beta[ch], eps, &scale, &shift);
+        for (int64_t img = 0; img < n; ++img) {
+            const int64_t p = img * c + ch;
+            FN(bnpool_plane)(x + p * hw, (n * c - p) * hw, scale, shift, out + p * ohw, code + p * ohw, g);
         }
-#endif
-        for (int64_t k = 0; k < hw; ++k) dp[k] = (xp[k] - m) * b + z;
-        for (int64_t oy = 0; oy < oh; ++oy)
-            for (int64_t ox = 0; ox < ow; ++ox) {
-                const int64_t j = oy * ow + ox;
-                if (cp[j] >= taps) { ++bad; continue; }
-                if (!(op[j] > 0)) continue;
-                const int64_t at = oy * sh * w + ox * sw + off[cp[j]];
-                dp[at] = gp[j] * a + (xp[at] - m) * b + z;
+    }
+    return FC_OK;
+}
+
+/* The backward in one call: fc_bnpool_bwd_reduce, the coefficients
+ * (bwd_terms, as backends/_bn_terms.py's backward_terms), then
+ * fc_bnpool_bwd_apply -- the same bits; sum_dy and sum_dy_xmu returned as by
+ * the reduce.  Where a channel's x fits in L2, one channel at a time, so the
+ * apply reads x from cache, not memory. */
+int FN(fc_bnpool_bwd_fused)(const REAL *restrict d_out, const REAL *restrict x, const REAL *restrict mean,
+                            const REAL *restrict out, const uint8_t *restrict code, const REAL *restrict gamma,
+                            const REAL *restrict inv_std, REAL *restrict sum_dy, REAL *restrict sum_dy_xmu,
+                            REAL *restrict d_x, int64_t training, const fc_pool_geom *g) {
+    int status = fc_bnpool_check(g);
+    if (status != FC_OK) return status;
+    const int64_t n = g->n, c = g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    const double count = (double)(n * hw);
+    if (n * hw * (int64_t)sizeof(REAL) > FC_BN_FUSED_BYTES) {
+        status = FN(fc_bnpool_bwd_reduce)(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g);
+        REAL *k = status == FC_OK ? FN(all_bwd_terms)(gamma, inv_std, sum_dy, sum_dy_xmu, count, training, c) : NULL;
+        if (k == NULL) return status != FC_OK ? status : FC_ERR_NOMEM;
+        status = FN(fc_bnpool_bwd_apply)(d_out, x, mean, out, code, k, k + c, k + 2 * c, d_x, g);
+        free(k);
+        return status;
+    }
+    int64_t off[256];
+    fc_bnpool_offsets(g, off);
+    const int64_t block = fc_bn_block(n), blocks = (n + block - 1) / block;
+    int64_t bad = 0;
+#pragma omp parallel for num_threads(fc_threads_for(n * c * hw)) schedule(static) reduction(+ : bad)
+    for (int64_t ch = 0; ch < c; ++ch) {
+        /* the reduce kernel's sums: per image block in image order, blocks in order */
+        double a = 0, b = 0;
+        for (int64_t bl = 0; bl < blocks; ++bl) {
+            const int64_t end = (bl + 1) * block < n ? (bl + 1) * block : n;
+            double pa = 0, pb = 0;
+            for (int64_t img = bl * block; img < end; ++img) {
+                const int64_t p = img * c + ch;
+                if (img + 1 < n) fc_prefetch(x + (p + c) * hw, hw * (int64_t)sizeof(REAL));
+                bad += FN(bnpool_sums_any)(d_out + p * ohw, x + p * hw, out + p * ohw, code + p * ohw, mean[ch], off,
+                                           g, (n * c - p) * hw, (n * c - p) * ohw, &pa, &pb);
             }
+            a += pa;
+            b += pb;
+        }
+        sum_dy[ch] = (REAL)a;
+        sum_dy_xmu[ch] = (REAL)b;
+        REAL k_dy, k_x, k_0;
+        FN(bwd_terms)(gamma[ch], inv_std[ch], sum_dy[ch], sum_dy_xmu[ch], count, training, &k_dy, &k_x, &k_0);
+        for (int64_t img = 0; img < n; ++img) {
+            const int64_t p = img * c + ch;
+            bad += FN(bnpool_plane_apply_any)(d_out + p * ohw, x + p * hw, out + p * ohw, code + p * ohw, k_dy, k_x,
+                                              k_0, mean[ch], off, d_x + p * hw, g, (n * c - p) * hw,
+                                              (n * c - p) * ohw);
+        }
     }
     return bad ? FC_ERR_INDEX : FC_OK;
 }

@@ -149,6 +149,20 @@ int fc_bnpool_bwd_reduce_f64(const double *d_out, const double *x, const double 
 int fc_bnpool_bwd_apply_f64(const double *d_out, const double *x, const double *mean, const double *out,
                             const uint8_t *code, const double *k_dy, const double *k_x, const double *k_0,
                             double *d_x, const fc_pool_geom *g);
+/* fc_bn_stats, forward_terms and fc_bnpool_fwd in one call (training), and
+ * fc_bnpool_bwd_reduce, backward_terms and fc_bnpool_bwd_apply in one call,
+ * channel by channel where a channel fits in L2 (the second pass reads x
+ * from cache): the same bits as the separate calls. */
+int fc_bnpool_fwd_fused_f32(const float *x, const float *gamma, const float *beta, float *mean, float *var,
+                            float *out, uint8_t *code, double eps, const fc_pool_geom *g);
+int fc_bnpool_fwd_fused_f64(const double *x, const double *gamma, const double *beta, double *mean, double *var,
+                            double *out, uint8_t *code, double eps, const fc_pool_geom *g);
+int fc_bnpool_bwd_fused_f32(const float *d_out, const float *x, const float *mean, const float *out,
+                            const uint8_t *code, const float *gamma, const float *inv_std, float *sum_dy,
+                            float *sum_dy_xmu, float *d_x, int64_t training, const fc_pool_geom *g);
+int fc_bnpool_bwd_fused_f64(const double *d_out, const double *x, const double *mean, const double *out,
+                            const uint8_t *code, const double *gamma, const double *inv_std, double *sum_dy,
+                            double *sum_dy_xmu, double *d_x, int64_t training, const fc_pool_geom *g);
 /* A convolution fused with the max pool after it (csrc/conv_maxpool.c);
  * out, idx, d_out and mask are (N, F, PH, PW), weights (F, C, FH, FW).  With
  * has_mask, d_out counts only where mask > 0 (mask: the output of a ReLU

@@ -73,6 +73,19 @@ def test_equals_batchnorm_relu_then_max_pool(backend, dtype, k, s, training):
     _assert_same(_fused(x, gamma, beta, running, k, s, training, d_out, backend), want, dtype)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_channels_larger_than_l2_take_the_two_pass_kernels(backend, training):
+    """Past FC_BN_FUSED_BYTES (1 MB) of x per channel the one-call kernels run
+    the statistics (or sums) and the pool (or apply) as two passes."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 2, 66, 64)).astype(np.float32)  # 1.08 MB per channel
+    gamma, beta, running = _params(rng, 2, np.float32)
+    out = _layer_by_layer(x, gamma, beta, running, 2, None, training, None)[0]
+    d_out = rng.standard_normal(out.shape).astype(np.float32)
+    _assert_same(_fused(x, gamma, beta, running, 2, None, training, d_out, backend),
+                 _layer_by_layer(x, gamma, beta, running, 2, None, training, d_out), np.float32)
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 5), h=st.integers(2, 19), w=st.integers(2, 40),
        pool=st.sampled_from(POOLS), training=st.booleans(), f64=st.booleans(),

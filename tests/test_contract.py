@@ -268,47 +268,82 @@ BNPOOL_GEOMETRIES = {"": PoolGeometry(N, C, H, W, 2, 2, 2, 2, 0, 0, H // 2, W //
                      "__generic": PoolGeometry(N, C, H, W, 3, 2, 3, 2, 0, 0, H // 3, W // 2)}
 
 
-def _bnpool_winner(g, b, ch, y, z, k):
-    """(row, column) of output (y, z)'s window offset k."""
-    return y * g.sh + k // g.kw, z * g.sw + k % g.kw
+def _bnpool_pool(y, g):
+    """(max(pool(y), 0), code) of float64 y: the winner chosen before the ReLU."""
+    pooled, idx = naive.max_pool2d(y, (g.kh, g.kw), (g.sh, g.sw), (0, 0))
+    iy, iz = np.divmod(idx, W)
+    code = (iy - np.arange(g.oh)[:, None] * g.sh) * g.kw + iz - np.arange(g.ow)[None, :] * g.sw
+    return np.maximum(pooled, 0), code.astype(np.uint8)
 
 
-def _bnpool_fwd_case(g):
-    def case(rng, dtype):
+def _bnpool_routed(d_out, out, code, g):
+    """d_out at each output's winner where the output is > 0, 0 elsewhere: (N, C, H, W) float64."""
+    dy = np.zeros((N, C, H, W))
+    for b, ch, y, z in np.ndindex(out.shape):
+        if out[b, ch, y, z] > 0:
+            k = int(code[b, ch, y, z])
+            dy[b, ch, y * g.sh + k // g.kw, z * g.sw + k % g.kw] = d_out[b, ch, y, z]
+    return dy
+
+
+def _bnpool_backward_inputs(rng, dtype, g):
+    x, mean = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype)
+    d_out, out = _rand(rng, (N, C, g.oh, g.ow), dtype), _rand(rng, (N, C, g.oh, g.ow), dtype)
+    code = rng.integers(0, g.kh * g.kw, out.shape).astype(np.uint8)
+    return d_out, x, mean, out, code
+
+
+def _bnpool_cases(g):
+    """Oracle cases of the five bnpool kernels on geometry g."""
+    def fwd(rng, dtype):
         x, scale, shift = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype), _rand(rng, C, dtype)
-        y = x.astype(np.float64) * scale[None, :, None, None] + shift[None, :, None, None]
-        pooled, idx = naive.max_pool2d(y, (g.kh, g.kw), (g.sh, g.sw), (0, 0))  # the winner before the ReLU
-        iy, iz = np.divmod(idx, W)
-        code = ((iy - np.arange(g.oh)[:, None] * g.sh) * g.kw + iz - np.arange(g.ow)[None, :] * g.sw).astype(np.uint8)
-        return (x, scale, shift, np.empty(pooled.shape, dtype), np.empty(pooled.shape, np.uint8), g), \
-            {3: np.maximum(pooled, 0), 4: code}
-    return case
+        out, code = _bnpool_pool(x.astype(np.float64) * scale[None, :, None, None] + shift[None, :, None, None], g)
+        return (x, scale, shift, np.empty(out.shape, dtype), np.empty_like(code), g), {3: out, 4: code}
 
+    def fwd_fused(rng, dtype):  # training statistics, then the pool
+        x, gamma, beta = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype), _rand(rng, C, dtype)
+        y, mean, var = naive.batch_norm_train(x.astype(np.float64), gamma, beta, 1e-5)
+        out, code = _bnpool_pool(y, g)
+        return ((x, gamma, beta, np.empty(C, dtype), np.empty(C, dtype), np.empty(out.shape, dtype),
+                 np.empty_like(code), 1e-5, g), {3: mean, 4: var, 5: out, 6: code})
 
-def _bnpool_bwd_case(kernel, g):
-    def case(rng, dtype):
-        x, mean = _rand(rng, (N, C, H, W), dtype), _rand(rng, C, dtype)
-        d_out, out = _rand(rng, (N, C, g.oh, g.ow), dtype), _rand(rng, (N, C, g.oh, g.ow), dtype)
-        code = rng.integers(0, g.kh * g.kw, out.shape).astype(np.uint8)
-        dy = np.zeros((N, C, H, W))  # the pooled gradient routed to the winners, where out > 0
-        for b, ch, y, z in np.ndindex(out.shape):
-            if out[b, ch, y, z] > 0:
-                dy[(b, ch, *_bnpool_winner(g, b, ch, y, z, int(code[b, ch, y, z])))] = d_out[b, ch, y, z]
-        xmu = x.astype(np.float64) - mean[None, :, None, None]
-        if kernel == "reduce":
-            return ((d_out, x, mean, out, code, np.empty(C, dtype), np.empty(C, dtype), g),
-                    {5: dy.sum(axis=(0, 2, 3)), 6: (dy * xmu).sum(axis=(0, 2, 3))})
+    def sums(d_out, x, out, code, mean):
+        dy = _bnpool_routed(d_out, out, code, g)
+        return dy, dy.sum(axis=(0, 2, 3)), (dy * (x - mean[None, :, None, None].astype(np.float64))).sum(axis=(0, 2, 3))
+
+    def bwd_reduce(rng, dtype):
+        d_out, x, mean, out, code = _bnpool_backward_inputs(rng, dtype, g)
+        _, sum_dy, sum_dy_xmu = sums(d_out, x, out, code, mean)
+        return (d_out, x, mean, out, code, np.empty(C, dtype), np.empty(C, dtype), g), {5: sum_dy, 6: sum_dy_xmu}
+
+    def applied(dy, x, mean, k_dy, k_x, k_0):
+        per_channel = [np.asarray(k, np.float64)[None, :, None, None] for k in (k_dy, k_x, k_0)]
+        return dy * per_channel[0] + (x - mean[None, :, None, None].astype(np.float64)) * per_channel[1] + per_channel[2]
+
+    def bwd_apply(rng, dtype):
+        d_out, x, mean, out, code = _bnpool_backward_inputs(rng, dtype, g)
         k_dy, k_x, k_0 = (_rand(rng, C, dtype) for _ in range(3))
-        want = (dy * k_dy[None, :, None, None] + xmu * k_x[None, :, None, None] + k_0[None, :, None, None])
+        want = applied(_bnpool_routed(d_out, out, code, g), x, mean, k_dy, k_x, k_0)
         return (d_out, x, mean, out, code, k_dy, k_x, k_0, np.empty_like(x), g), {8: want}
-    return case
+
+    def bwd_fused(rng, dtype):  # the sums, the training coefficients (backends/_bn_terms.py), the apply
+        d_out, x, mean, out, code = _bnpool_backward_inputs(rng, dtype, g)
+        gamma, inv_std = _rand(rng, C, dtype), np.abs(_rand(rng, C, dtype)) + dtype(0.5)
+        dy, sum_dy, sum_dy_xmu = sums(d_out, x, out, code, mean)
+        gamma64, inv64, m = gamma.astype(np.float64), inv_std.astype(np.float64), N * H * W
+        k_dy = gamma64 * inv64
+        want = applied(dy, x, mean, k_dy, -gamma64 * inv64 ** 3 * sum_dy_xmu / m, -k_dy * sum_dy / m)
+        return ((d_out, x, mean, out, code, gamma, inv_std, np.empty(C, dtype), np.empty(C, dtype),
+                 np.empty_like(x), 1, g), {7: sum_dy, 8: sum_dy_xmu, 9: want})
+
+    return {"bnpool_fwd": fwd, "bnpool_fwd_fused": fwd_fused, "bnpool_bwd_reduce": bwd_reduce,
+            "bnpool_bwd_apply": bwd_apply, "bnpool_bwd_fused": bwd_fused}
 
 
 for _suffix, _g in BNPOOL_GEOMETRIES.items():
-    globals()[f"case_bnpool_fwd{_suffix}"] = _bnpool_fwd_case(_g)
-    globals()[f"case_bnpool_bwd_reduce{_suffix}"] = _bnpool_bwd_case("reduce", _g)
-    globals()[f"case_bnpool_bwd_apply{_suffix}"] = _bnpool_bwd_case("apply", _g)
-del _suffix, _g
+    for _kernel, _case in _bnpool_cases(_g).items():
+        globals()[f"case_{_kernel}{_suffix}"] = _case
+del _suffix, _g, _kernel, _case
 
 
 def case_im2row(rng, dtype):

@@ -65,3 +65,28 @@ def two_pass_backward(kernels: dict):
         kernels["bn_bwd_apply"](d_out, x, mean, mask, *terms, d_x, n, c, s, has_mask)
 
     return bn_bwd_fused
+
+
+def two_pass_pool_forward(kernels: dict):
+    """The bnpool_fwd_fused kernel of a backend from its bn_stats and
+    bnpool_fwd (found in ``kernels`` at call time): the statistics,
+    forward_terms, then the pool."""
+    def bnpool_fwd_fused(x, gamma, beta, mean, var, out, code, eps, g):
+        kernels["bn_stats"](x, mean, var, g.n, g.c, g.h * g.w)
+        _, scale, shift = forward_terms(mean, var, gamma, beta, eps, x.dtype)
+        kernels["bnpool_fwd"](x, scale, shift, out, code, g)
+
+    return bnpool_fwd_fused
+
+
+def two_pass_pool_backward(kernels: dict):
+    """The bnpool_bwd_fused kernel of a backend from its bnpool_bwd_reduce
+    and bnpool_bwd_apply (found in ``kernels`` at call time): the reduction,
+    backward_terms, then the apply."""
+    def bnpool_bwd_fused(d_out, x, mean, out, code, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, training, g):
+        kernels["bnpool_bwd_reduce"](d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g)
+        terms = backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, g.n * g.h * g.w, training, x.dtype)
+        kernels["bnpool_bwd_apply"](d_out, x, mean, out, code, *terms, d_x, g)
+
+    return bnpool_bwd_fused
+

@@ -907,6 +907,8 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
 # the statistics (reduction), the coefficients and the affine (apply) in turn (_bn_terms.py)
 bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
+bnpool_fwd_fused = _bn_terms.two_pass_pool_forward(globals())
+bnpool_bwd_fused = _bn_terms.two_pass_pool_backward(globals())
 
 
 # ------------------------------------------------------------ elementwise

@@ -288,6 +288,8 @@ def bn_bwd_apply(d_out, x, mean, mask, k_dy, k_x, k_0, d_x, n, c, s, has_mask):
 # the statistics (reduction), the coefficients and the affine (apply) in turn (_bn_terms.py)
 bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
+bnpool_fwd_fused = _bn_terms.two_pass_pool_forward(globals())
+bnpool_bwd_fused = _bn_terms.two_pass_pool_backward(globals())
 
 
 # ------------------------------------------ batchnorm + relu + max pool

@@ -276,11 +276,18 @@ def batch_norm_relu_max_pool(x, gamma, beta, running_mean, running_var, kernel_s
                                                          momentum, eps)
     g = pool_geometry(x.shape, kernel_size, stride)
     kernels = backends.resolve(backend)
-    mean, var, count = _statistics(kernels, x, running_mean, running_var, training, momentum, reduce)
-    inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
     out = np.empty((g.n, g.c, g.oh, g.ow), dtype=x.dtype)
     code = np.empty(out.shape, dtype=np.uint8)
-    kernels.bnpool_fwd(x, scale, shift, out, code, g)
+    if training and reduce is None:  # statistics, coefficients and pool in one call (channel by channel)
+        count = _values_per_channel(x)
+        mean, var = np.empty(g.c, dtype=x.dtype), np.empty(g.c, dtype=x.dtype)
+        kernels.bnpool_fwd_fused(x, gamma, beta, mean, var, out, code, float(eps), g)
+        _update_running(running_mean, running_var, mean, var, count, momentum)
+        inv_std = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)[0]
+    else:  # eval, or synchronised BatchNorm: every process's statistics
+        mean, var, count = _statistics(kernels, x, running_mean, running_var, training, momentum, reduce)
+        inv_std, scale, shift = _bn_terms.forward_terms(mean, var, gamma, beta, eps, x.dtype)
+        kernels.bnpool_fwd(x, scale, shift, out, code, g)
     bn = BatchNormCache(x, mean, inv_std, gamma, bool(training), backend, count, reduce if training else None)
     return out, BatchNormPoolCache(bn, out, code, g)
 
@@ -301,9 +308,13 @@ def batch_norm_relu_max_pool_backward(d_out, cache: BatchNormPoolCache):
     sum_dy, sum_dy_xmu = np.empty(g.c, dtype=x.dtype), np.empty(g.c, dtype=x.dtype)
     d_x = np.empty_like(x)
     try:
-        kernels.bnpool_bwd_reduce(d_out, x, bn.mean, cache.out, cache.code, sum_dy, sum_dy_xmu, g)
-        kernels.bnpool_bwd_apply(d_out, x, bn.mean, cache.out, cache.code,
-                                 *_backward_terms(sum_dy, sum_dy_xmu, bn), d_x, g)
+        if bn.reduce is None:  # reduce, coefficients and apply in one call (channel by channel)
+            kernels.bnpool_bwd_fused(d_out, x, bn.mean, cache.out, cache.code, bn.gamma, bn.inv_std, sum_dy,
+                                     sum_dy_xmu, d_x, int(bn.training), g)
+        else:  # synchronised BatchNorm: d_x sees every process's sums, between the two passes
+            kernels.bnpool_bwd_reduce(d_out, x, bn.mean, cache.out, cache.code, sum_dy, sum_dy_xmu, g)
+            kernels.bnpool_bwd_apply(d_out, x, bn.mean, cache.out, cache.code,
+                                     *_backward_terms(sum_dy, sum_dy_xmu, bn), d_x, g)
     except IndexError as exc:
         raise ValueError(f"the cache's winner codes lie outside their window ({exc}); pass the cache "
                          f"batch_norm_relu_max_pool returned, unchanged") from None
