@@ -344,8 +344,9 @@ static inline int64_t FN(bnpool22_plane_apply)(const REAL *restrict gp, const RE
 }
 #endif
 
-/* (a, b) += (sum(dy), sum(dy * (x - m))) over one plane's winners whose
- * output is > 0; returns how many codes lie outside their window (skipped). */
+/* (a, b) += (sum(dy), sum(dy * (x - m))) over one plane's winners, dy the
+ * pooled gradient where the output is > 0, else 0; returns how many codes
+ * lie outside their window (skipped). */
 static inline int64_t FN(bnpool_plane_sums)(const REAL *restrict gp, const REAL *restrict xp, const REAL *restrict op,
                                             const uint8_t *restrict cp, double m, const int64_t *restrict off,
                                             const fc_pool_geom *g, double *pa, double *pb) {
@@ -356,8 +357,9 @@ static inline int64_t FN(bnpool_plane_sums)(const REAL *restrict gp, const REAL 
         for (int64_t ox = 0; ox < ow; ++ox) {
             const int64_t j = oy * ow + ox;
             if (cp[j] >= taps) { ++bad; continue; }
-            if (!(op[j] > 0)) continue;
-            const double gv = gp[j];
+            /* a winner the ReLU zeroed still adds 0 * (x - m): NaN for a NaN
+             * winner, as the reference and the layers' backward give */
+            const double gv = op[j] > 0 ? (double)gp[j] : 0.0;
             a += gv;
             b += gv * ((double)xp[oy * sh * w + ox * sw + off[cp[j]]] - m);
         }

@@ -131,10 +131,10 @@ int fc_bn_bwd_apply_f64(const double *d_out, const double *x, const double *mean
  * x, d_x (N, C, H, W); out, code, d_out (N, C, OH, OW); windows that do not
  * overlap, no padding, floor mode, at most 256 taps.  fwd: out = max(max of
  * x * scale[c] + shift[c] over the window, 0), code = the winner's offset
- * i * kw + j in its window.  bwd_reduce: sum(dy) and sum(dy * (x - mean)) per
- * channel over the winners where out > 0; bwd_apply: d_x = dy * k_dy[c] +
- * (x - mean[c]) * k_x[c] + k_0[c], dy the pooled gradient at those winners,
- * 0 elsewhere.  A code outside its window: FC_ERR_INDEX. */
+ * i * kw + j in its window.  dy: the pooled gradient at each window's winner
+ * where out > 0, 0 elsewhere.  bwd_reduce: sum(dy) and sum(dy * (x - mean))
+ * per channel over the winners; bwd_apply: d_x = dy * k_dy[c] + (x - mean[c]) *
+ * k_x[c] + k_0[c].  A code outside its window: FC_ERR_INDEX. */
 int fc_bnpool_fwd_f32(const float *x, const float *scale, const float *shift, float *out, uint8_t *code,
                       const fc_pool_geom *g);
 int fc_bnpool_bwd_reduce_f32(const float *d_out, const float *x, const float *mean, const float *out,

@@ -110,6 +110,27 @@ def case_batchnorm(rng, backend):
     return (out, rm, rv, *F.batch_norm_backward(_layout(_data(rng, shape, dtype), rng), cache, backend=backend))
 
 
+def case_bn_relu_pool(rng, backend):
+    """BatchNorm + ReLU + max pool as one stage: maps up to 40 wide reach the
+    C kernels' vector chunks, their overlapping tails and short rows."""
+    dtype, n, c, *_ = _config(rng)
+    h, w = int(rng.integers(1, 20)), int(rng.integers(1, 41))
+    k = [(2, 2), (3, 3), (2, 3), (1, 1), (3, 2)][int(rng.integers(5))]
+    stride = k if rng.random() < 0.8 else (int(rng.integers(1, 5)), int(rng.integers(1, 5)))  # some overlap
+    x = _data(rng, (n + 1, c, h, w), dtype) * 2 + 0.5
+    if rng.random() < 0.2:
+        x = np.round(x)  # ties
+    if rng.random() < 0.1:
+        x[rng.random(x.shape) < 0.05] = np.nan
+    gamma, beta = _data(rng, (c,), dtype), _data(rng, (c,), dtype)
+    rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+    training = bool(rng.random() < 0.8)
+    out, cache = F.batch_norm_relu_max_pool(_layout(x, rng), gamma, beta, rm, rv, k, stride, training=training,
+                                            backend=backend)
+    grads = F.batch_norm_relu_max_pool_backward(_layout(_data(rng, out.shape, dtype), rng), cache)
+    return (out, cache.code, rm, rv, *grads)
+
+
 def case_conv_maxpool(rng, backend):
     dtype, n, c, h, w, k, s, p, d = _config(rng)
     f = int(rng.integers(1, 6))
@@ -143,7 +164,7 @@ def case_sgd(rng, backend):
 
 
 CASES = (case_im2col, case_max_pool, case_avg_pool, case_adaptive_pool, case_batchnorm, case_conv_maxpool,
-         case_sgd)
+         case_sgd, case_bn_relu_pool)
 
 
 def _outcome(case, seed, backend):

@@ -591,10 +591,11 @@ def _bnpool_bwd_reduce(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g):
                         k = cf[j0 + ox]
                         if k >= taps:
                             bad += 1
-                        elif of[j0 + ox] > 0:
-                            gv = np.float64(gf[j0 + ox])
-                            a += gv
-                            b += gv * (np.float64(xf[row + ox * sw + off[k]]) - m)
+                            continue
+                        # a winner the ReLU zeroed adds 0 * (x - m): NaN for a NaN winner, as the reference
+                        gv = np.float64(gf[j0 + ox]) if of[j0 + ox] > 0 else 0.0
+                        a += gv
+                        b += gv * (np.float64(xf[row + ox * sw + off[k]]) - m)
                 part[bl, ch, 0] += a
                 part[bl, ch, 1] += b
     _block_totals(part, sum_dy, sum_dy_xmu)
