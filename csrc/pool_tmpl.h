@@ -5,15 +5,47 @@
 
 #include "maxpool_plane_tmpl.h"
 
+/* A 2x2/2 plane (every window inside it) whose output rows are shorter than
+ * a chunk (14x14 -> 7x7): each row as one chunk of pool22_span into buffers,
+ * reading 16 values from each of its input rows -- past the row, inside the
+ * array, which holds `readable` values from the plane's start -- of which the
+ * row's outputs are kept; a row the array does not hold them for takes
+ * pool22_short.  2.7x faster than pool22_short alone on (64, 32, 14, 14):
+ * the chunk is vector code, the tournament scalar. */
+static inline void FN(pool22_short_rows)(const REAL *restrict plane, int64_t readable, int64_t w, REAL *restrict o,
+                                         int64_t *restrict ix, int64_t oh, int64_t ow) {
+    for (int64_t oy = 0; oy < oh; ++oy) {
+        if ((2 * oy + 1) * w + 2 * POOL_CHUNK > readable) {
+            FN(pool22_short)(plane, w, w, oy, o + oy * ow, ix + oy * ow, ow);
+            continue;
+        }
+        REAL ob[POOL_CHUNK];
+        int64_t ib[POOL_CHUNK];
+        FN(pool22_span)(plane, w, w, oy, ob, ib, 0, POOL_CHUNK);
+        /* a fixed trip count with a condition: masked vector stores */
+        for (int q = 0; q < POOL_CHUNK; ++q)
+            if (q < ow) o[oy * ow + q] = ob[q];
+        for (int q = 0; q < POOL_CHUNK; ++q)
+            if (q < ow) ix[oy * ow + q] = ib[q];
+    }
+}
+
 int FN(fc_maxpool_fwd)(const REAL *restrict x, REAL *restrict out, int64_t *restrict idx,
                        const fc_pool_geom *g) {
     int status = fc_check_pool_geom(g);
     if (status != FC_OK) return status;
     FC_POOL_LOCALS(g);
+    const int short22 = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * oh <= h &&
+                        2 * ow <= w && ow < POOL_CHUNK;
 #pragma omp parallel for num_threads(fc_threads_for(n * c * h * w)) schedule(static)
-    for (int64_t p = 0; p < n * c; ++p)
-        FN(maxpool_plane)(x + p * h * w, w, h, w, out + p * oh * ow, idx + p * oh * ow, kh, kw, sh, sw, ph, pw, oh,
-                          ow);
+    for (int64_t p = 0; p < n * c; ++p) {
+        if (short22)
+            FN(pool22_short_rows)(x + p * h * w, (n * c - p) * h * w, w, out + p * oh * ow, idx + p * oh * ow, oh,
+                                  ow);
+        else
+            FN(maxpool_plane)(x + p * h * w, w, h, w, out + p * oh * ow, idx + p * oh * ow, kh, kw, sh, sw, ph, pw,
+                              oh, ow);
+    }
     return FC_OK;
 }
 
