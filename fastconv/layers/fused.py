@@ -1,6 +1,8 @@
-"""Conv2D -> ReLU -> MaxPool2D as one stage.
+"""The stages of CNN's fusion table (fastconv/fusion.py): Conv2D -> ReLU ->
+MaxPool2D (ConvPoolReLU, CroppedConv), BatchNorm -> ReLU (BatchNormReLU) and
+BatchNorm2D -> ReLU -> MaxPool2D (BatchNormReLUPool, at the end of this file).
 
-``CNN`` runs such a triple as a :class:`ConvPoolReLU` when groups == 1, the
+``CNN`` runs a Conv2D, ReLU, MaxPool2D triple as a :class:`ConvPoolReLU` when groups == 1, the
 pool has no padding and the backend's fused kernels are its fast path (see
 :func:`fusable`).  Results are the same as running the three layers (tested).
 
