@@ -35,7 +35,7 @@ from . import _bn_terms, _gemm_conv
 CONV_MAXPOOL_VIA_ROWS = True
 FUSE_CONV_POOL = False
 # bnpool_* likewise: correct, but slower here than the separate BatchNorm+ReLU
-# and pool (forward + backward on (64, 32, 28, 28): 4.6 vs 2.8 ms; the C
+# and pool (forward + backward on (64, 32, 28, 28): 4.1-4.6 vs 2.8-2.9 ms; the C
 # kernels' vector code has no counterpart LLVM finds), so CNN keeps the
 # layers (layers/fused.py, bn_pool_fusable).
 FUSE_BN_POOL = False
@@ -558,87 +558,89 @@ def bnpool_fwd(x, scale, shift, out, code, g):
                 cf[o + uint64(ox)] = k
 
 
-@njit_serial
-def _bnpool_offsets(w, kh, kw):
-    """The plane offset i*w + j of each window offset k = i*kw + j."""
-    off = np.empty(kh * kw, dtype=np.int64)
+@njit
+def _bnpool_positions(code, g):
+    """Each pooled output's winner as a flat index into x; -1 for a code
+    outside its window."""
+    n, c, h, w, kh, kw, sh, sw, _ph, _pw, oh, ow, _ceil_mode = g
+    cf = code.reshape(-1)
+    off = np.empty(kh * kw, dtype=np.int64)  # plane offset of each window offset: no division per output
     for k in range(kh * kw):
         off[k] = (k // kw) * w + k % kw
-    return off
+    pos = np.empty(cf.size, dtype=np.int64)
+    for p in prange(n * c):
+        for oy in range(oh):
+            row = p * h * w + oy * sh * w
+            for ox in range(ow):
+                j = (p * oh + oy) * ow + ox
+                k = cf[j]
+                pos[j] = -1 if k >= kh * kw else row + ox * sw + off[k]
+    return pos
 
 
 @njit_reduce
-def _bnpool_bwd_reduce(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g):
+def _bnpool_bwd_reduce(d_out, x, mean, out, pos, sum_dy, sum_dy_xmu, g):
     n, c, h, w, kh, kw, sh, sw, _ph, _pw, oh, ow, _ceil_mode = g
-    xf, gf, of, cf = x.reshape(-1), d_out.reshape(-1), out.reshape(-1), code.reshape(-1)
-    off = _bnpool_offsets(w, kh, kw)
-    taps = kh * kw
+    xf, gf, of = x.reshape(-1), d_out.reshape(-1), out.reshape(-1)
     block = bn_block(n)
     blocks = (n + block - 1) // block
     part = np.zeros((blocks, c, 2))
-    bad = 0
     for bl in prange(blocks):
         for img in range(bl * block, min(n, (bl + 1) * block)):
             for ch in range(c):
-                p = img * c + ch
                 m = np.float64(mean[ch])
                 a = 0.0
                 b = 0.0
-                for oy in range(oh):
-                    j0 = p * oh * ow + oy * ow
-                    row = p * h * w + oy * sh * w
-                    for ox in range(ow):
-                        k = cf[j0 + ox]
-                        if k >= taps:
-                            bad += 1
-                            continue
-                        # a winner the ReLU zeroed adds 0 * (x - m): NaN for a NaN winner, as the reference
-                        gv = np.float64(gf[j0 + ox]) if of[j0 + ox] > 0 else 0.0
-                        a += gv
-                        b += gv * (np.float64(xf[row + ox * sw + off[k]]) - m)
+                for j in range((img * c + ch) * oh * ow, (img * c + ch + 1) * oh * ow):
+                    # a winner the ReLU zeroed adds 0 * (x - m): NaN for a NaN winner, as the reference
+                    gv = np.float64(gf[j]) if of[j] > 0 else 0.0
+                    a += gv
+                    b += gv * (np.float64(xf[pos[j]]) - m)
                 part[bl, ch, 0] += a
                 part[bl, ch, 1] += b
     _block_totals(part, sum_dy, sum_dy_xmu)
-    return bad
 
 
 @njit
-def _bnpool_bwd_apply(d_out, x, mean, out, code, k_dy, k_x, k_0, d_x, g):
+def _bnpool_bwd_apply(d_out, x, mean, out, pos, k_dy, k_x, k_0, d_x, g):
     n, c, h, w, kh, kw, sh, sw, _ph, _pw, oh, ow, _ceil_mode = g
-    xf, gf, of, cf, df = x.reshape(-1), d_out.reshape(-1), out.reshape(-1), code.reshape(-1), d_x.reshape(-1)
-    off = _bnpool_offsets(w, kh, kw)
-    taps = kh * kw
-    bad = 0
+    xf, gf, of, df = x.reshape(-1), d_out.reshape(-1), out.reshape(-1), d_x.reshape(-1)
     for p in prange(n * c):
         ch = p % c
         a, b, z, m = k_dy[ch], k_x[ch], k_0[ch], mean[ch]
         plane = uint64(p * h * w)
         for k in range(uint64(h * w)):
             df[plane + k] = (xf[plane + k] - m) * b + z
-        for oy in range(oh):
-            j0 = p * oh * ow + oy * ow
-            row = p * h * w + oy * sh * w
-            for ox in range(ow):
-                k = cf[j0 + ox]
-                if k >= taps:
-                    bad += 1
-                elif of[j0 + ox] > 0:
-                    at = row + ox * sw + off[k]
-                    df[at] = gf[j0 + ox] * a + (xf[at] - m) * b + z
-    return bad
+        for j in range(p * oh * ow, (p + 1) * oh * ow):
+            if of[j] > 0:
+                at = pos[j]
+                df[at] = gf[j] * a + (xf[at] - m) * b + z
 
 
-def _bnpool_codes_checked(bad, g):
+def _checked(pos, g):
+    """pos, or IndexError when a code lay outside its window (-1).  (The
+    wrappers call the jitted kernels themselves: in a forked child
+    _serial_twin rebinds only the names a kernel wrapper looks up.)"""
+    bad = np.count_nonzero(pos < 0)
     if bad:
         raise IndexError(f"{bad} code value(s) outside their {g.kh}x{g.kw} window")
+    return pos
 
 
 def bnpool_bwd_reduce(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g):
-    _bnpool_codes_checked(_bnpool_bwd_reduce(d_out, x, mean, out, code, sum_dy, sum_dy_xmu, g), g)
+    _bnpool_bwd_reduce(d_out, x, mean, out, _checked(_bnpool_positions(code, g), g), sum_dy, sum_dy_xmu, g)
 
 
 def bnpool_bwd_apply(d_out, x, mean, out, code, k_dy, k_x, k_0, d_x, g):
-    _bnpool_codes_checked(_bnpool_bwd_apply(d_out, x, mean, out, code, k_dy, k_x, k_0, d_x, g), g)
+    _bnpool_bwd_apply(d_out, x, mean, out, _checked(_bnpool_positions(code, g), g), k_dy, k_x, k_0, d_x, g)
+
+
+def bnpool_bwd_fused(d_out, x, mean, out, code, gamma, inv_std, sum_dy, sum_dy_xmu, d_x, training, g):
+    """_bn_terms.two_pass_pool_backward's steps, the winners' positions found once for both passes."""
+    pos = _checked(_bnpool_positions(code, g), g)
+    _bnpool_bwd_reduce(d_out, x, mean, out, pos, sum_dy, sum_dy_xmu, g)
+    terms = _bn_terms.backward_terms(sum_dy, sum_dy_xmu, gamma, inv_std, g.n * g.h * g.w, training, x.dtype)
+    _bnpool_bwd_apply(d_out, x, mean, out, pos, *terms, d_x, g)
 
 
 # ------------------------------------------- convolution + max pool
@@ -909,7 +911,6 @@ def conv_maxpool_bwd_input(d_out, mask, idx, wt, d_x, cg, pg, has_mask):
 bn_fwd_fused = _bn_terms.two_pass_forward(globals())
 bn_bwd_fused = _bn_terms.two_pass_backward(globals())
 bnpool_fwd_fused = _bn_terms.two_pass_pool_forward(globals())
-bnpool_bwd_fused = _bn_terms.two_pass_pool_backward(globals())
 
 
 # ------------------------------------------------------------ elementwise
@@ -971,7 +972,7 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
                      "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
                      "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
                      "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input", "relu", "relu_bwd",
-                     "add", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply")
+                     "add", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
 
 
 _told_about_compiling = False
