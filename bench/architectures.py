@@ -37,9 +37,9 @@ from arch_specs import NETWORKS  # noqa: E402
 def tuned_malloc_env():
     """The environment with glibc's thresholds set as ``import fastconv`` sets them."""
     sys.path.insert(0, os.path.dirname(HERE))
-    from fastconv import _malloc_tuning
+    from fastconv import _malloc_tuning, _threads
 
-    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(_malloc_tuning.MMAP_THRESHOLD),
+    return {**_threads.user_environment(), "MALLOC_MMAP_THRESHOLD_": str(_malloc_tuning.MMAP_THRESHOLD),
             "MALLOC_TRIM_THRESHOLD_": str(_malloc_tuning.TRIM_THRESHOLD)}
 
 

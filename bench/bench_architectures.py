@@ -33,7 +33,8 @@ BATCHES = (64, 128)
 def torch_server():
     pytest.importorskip("torch")
     proc = subprocess.Popen([sys.executable, arch_worker.__file__, "--serve", "--threads",
-                             str(fastconv.get_num_threads())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             str(fastconv.get_num_threads())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=fastconv._threads.user_environment())
 
     def steps(net, batch, k):
         proc.stdin.write(json.dumps({"net": net, "batch": batch, "steps": k}) + "\n")

@@ -138,14 +138,12 @@ def mnist_slice():
 
 class TorchWorker:
     """PyTorch's training steps in a clean interpreter (bench/torch_worker.py):
-    with fastconv imported, PyTorch would share its OMP_WAIT_POLICY=PASSIVE and
-    run ~10-15 % slower.  The worker gets the user's environment (without the
+    with fastconv imported, PyTorch would share the OpenMP spin count it sets
+    (GOMP_SPINCOUNT).  The worker gets the user's environment (without the
     policy fastconv set), the data once, and per run fastconv's initial weights."""
 
     def __init__(self, x, y, threads, tmp_path):
-        env = dict(os.environ)
-        if fastconv._omp_policy_set:
-            env.pop("OMP_WAIT_POLICY", None)
+        env = fastconv._threads.user_environment()
         self.tmp = tmp_path
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("torch_worker.py"))],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)

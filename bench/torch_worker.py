@@ -1,9 +1,9 @@
 """PyTorch's side of the training benchmarks, in a process of its own.
 
-`import fastconv` sets OMP_WAIT_POLICY=PASSIVE (its OpenMP kernels need it
-beside BLAS), and in one process PyTorch shares libgomp and that policy:
-measured here, its training step ran ~10-15 % slower than in a clean
-interpreter.  So bench_training runs PyTorch's steps here, with the
+`import fastconv` sets the OpenMP spin count (GOMP_SPINCOUNT, for its
+kernels beside BLAS), and in one process PyTorch would share libgomp and that
+setting (with the earlier OMP_WAIT_POLICY=PASSIVE its training step ran
+~10-15 % slower than in a clean interpreter).  So bench_training runs PyTorch's steps here, with the
 environment the user had, and asks for them over stdin/stdout, one JSON
 object per line:
 

@@ -5,26 +5,30 @@ Backends: "numpy" (reference), "numba" (@njit(parallel=True)) and "c"
 """
 import os as _os
 
-# OpenMP threads that busy-wait after a kernel steal the cores BLAS needs
-# for the next GEMM (and the reverse): measured 61 ms -> 22 ms per training
-# step of the seed network on 2 cores.  Must be set before libgomp loads.
-# True when this import set OMP_WAIT_POLICY (a child process that should run
-# with the user's own environment, bench/torch_worker.py, drops it again).
+# libgomp's idle threads spin for ~300000 `pause`s (~5 ms) after a kernel by
+# default and take the cores BLAS needs for the next GEMM (61 ms -> 22 ms per
+# step of the seed network once they slept at once); sleeping at once costs
+# a ~0.1 ms wake-up per parallel region instead, ~60 of them per ResNet step.
+# A short spin keeps back-to-back kernels' threads awake and still frees the
+# cores within a fraction of a millisecond (_threads.OPENMP_SPIN_COUNT).
+# Must be set before libgomp loads.  True when this import set it (a child
+# process that should run with the user's own environment, the PyTorch side
+# of the benchmarks, drops it again).
 _omp_policy_set = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
 if _omp_policy_set:
-    from ._threads import openmp_already_loaded as _openmp_already_loaded
+    from ._threads import OPENMP_SPIN_COUNT as _spin_count, openmp_already_loaded as _openmp_already_loaded
 
     if _openmp_already_loaded():
         import warnings as _warnings
 
         _warnings.warn(
-            "libgomp was loaded before fastconv (by `import torch`, say), so OMP_WAIT_POLICY=PASSIVE "
-            "comes too late: its threads busy-wait and a training step runs ~3x slower. Import "
-            "fastconv first, or set OMP_WAIT_POLICY=PASSIVE in the environment.",
+            f"libgomp was loaded before fastconv (by `import torch`, say), so GOMP_SPINCOUNT={_spin_count} "
+            "comes too late: its threads busy-wait ~5 ms after each kernel and a training step runs up to "
+            f"~3x slower. Import fastconv first, or set GOMP_SPINCOUNT={_spin_count} in the environment.",
             RuntimeWarning,
             stacklevel=2,
         )
-    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    _os.environ["GOMP_SPINCOUNT"] = _spin_count
 
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._blas_tuning import tune_openblas as _tune_openblas  # noqa: E402

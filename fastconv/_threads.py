@@ -72,9 +72,36 @@ def apply_to_backend(module) -> None:
         setter(get_num_threads())
 
 
+# How long libgomp's idle threads spin before they sleep, in `pause`
+# iterations (GOMP_SPINCOUNT; `import fastconv` sets it unless the user set
+# it or OMP_WAIT_POLICY): 10000 is ~0.15 ms where a pause takes 15 ns (Intel
+# since Ice Lake, AMD Zen) and ~0.5 ms where it takes ~50 ns (Skylake).  That
+# spans the Python between two kernels of a training step, so the next
+# kernel finds its threads awake (a sleeping one takes ~0.1 ms to wake), and
+# still frees the cores soon for NumPy's BLAS threads.  Measured per training
+# step (docs/performance.md, ninth session): against sleeping at once,
+# ResNet 0.89-0.92x, LeNet-5 0.76-0.81x, the seed network 0.93-0.99x;
+# 100000 made the seed network, whose dense layers run on BLAS's threads,
+# 5-13 % slower.
+OPENMP_SPIN_COUNT = "10000"
+
+
+def user_environment() -> dict[str, str]:
+    """os.environ without the OpenMP setting ``import fastconv`` added: for a
+    child process (PyTorch's side of a benchmark) that should run as the user
+    would run it."""
+    import fastconv
+
+    env = dict(os.environ)
+    if fastconv._omp_policy_set:
+        env.pop("GOMP_SPINCOUNT", None)
+    return env
+
+
 def openmp_already_loaded() -> bool:
     """Whether a GNU OpenMP runtime is already mapped into this process (it
-    reads OMP_WAIT_POLICY once, when it loads).  False where /proc is absent."""
+    reads GOMP_SPINCOUNT and OMP_WAIT_POLICY once, when it loads).  False
+    where /proc is absent."""
     try:
         with open("/proc/self/maps") as maps:
             return any("libgomp" in line for line in maps)

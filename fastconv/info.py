@@ -46,7 +46,8 @@ def report() -> str:
     lines.append("")
     lines.append(f"threads: {_threads.get_num_threads()} (usable cores {config.cpu_count()}, "
                  f"${config.ENV_NUM_THREADS}={os.environ.get(config.ENV_NUM_THREADS, '')!r}, "
-                 f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r})")
+                 f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')!r}, "
+                 f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '')!r})")
     forked = _threads.forked_single_threaded()
     if any(forked.values()):
         lines.append(f"  forked after the parent's threads started: {forked}")

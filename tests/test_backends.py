@@ -123,9 +123,34 @@ def test_num_threads_env_start_value(tmp_path):
     assert out.returncode != 0 and "FASTCONV_NUM_THREADS must be a positive integer" in out.stderr
 
 
+@pytest.mark.parametrize("user_env, expected", [
+    ({}, "10000"),                                    # fastconv's spin count
+    ({"GOMP_SPINCOUNT": "5"}, "5"),                   # the user's own, untouched
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, None),           # the user chose a policy: nothing added
+])
+def test_import_sets_the_openmp_spin_count_unless_the_user_did(user_env, expected):
+    """``import fastconv`` bounds how long libgomp's idle threads spin (before
+    libgomp loads), and never overrides a setting of the user's; the
+    benchmarks' PyTorch side gets the user's environment back."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import os, json, fastconv; from fastconv import _threads\n"
+            "print(json.dumps([os.environ.get('GOMP_SPINCOUNT'), _threads.OPENMP_SPIN_COUNT,\n"
+            "                  _threads.user_environment().get('GOMP_SPINCOUNT')]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **user_env}, capture_output=True, text=True,
+                         timeout=120, check=True)
+    in_process, constant, for_children = json.loads(out.stdout.strip().splitlines()[-1])
+    assert constant == "10000"
+    assert in_process == expected
+    assert for_children == user_env.get("GOMP_SPINCOUNT")
+
+
 def test_warns_when_libgomp_was_loaded_first():
     """A libgomp loaded before fastconv (torch does this) ignores the
-    OMP_WAIT_POLICY fastconv sets; the import says so instead of running slow."""
+    GOMP_SPINCOUNT fastconv sets; the import says so instead of running slow."""
     import subprocess
     import sys
 
