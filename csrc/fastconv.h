@@ -228,13 +228,16 @@ int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t 
 int fc_sgd_update_f64(double *value, const double *grad, double *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);
 /* Elementwise (csrc/elementwise.c), on `size` elements: out = max(x, 0)
- * (NaN kept, -0 to +0, as NumPy's maximum), d_x = d_out * (out > 0), and
+ * (NaN kept, -0 to +0, as NumPy's maximum), d_x = d_out * (out > 0),
+ * d_x = other + d_out * (out > 0) (d_x apart from the inputs), and
  * out = a + b (out may be a or b). */
 int fc_relu_f32(const float *x, float *out, int64_t size);
 int fc_relu_bwd_f32(const float *d_out, const float *out, float *d_x, int64_t size);
+int fc_relu_bwd_add_f32(const float *d_out, const float *out, const float *other, float *d_x, int64_t size);
 int fc_add_f32(const float *a, const float *b, float *out, int64_t size);
 int fc_relu_f64(const double *x, double *out, int64_t size);
 int fc_relu_bwd_f64(const double *d_out, const double *out, double *d_x, int64_t size);
+int fc_relu_bwd_add_f64(const double *d_out, const double *out, const double *other, double *d_x, int64_t size);
 int fc_add_f64(const double *a, const double *b, double *out, int64_t size);
 /* The cache of large freed NumPy array buffers (csrc/array_cache.c):
  * NumPy's data-memory handler (a PyDataMem_Handler, version 1) and the name

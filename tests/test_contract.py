@@ -418,6 +418,15 @@ def case_relu_bwd(rng, dtype):
     return (d_out, out, np.empty_like(out), out.size), {2: want}
 
 
+def case_relu_bwd_add(rng, dtype):
+    out = _elementwise_input(rng, dtype)
+    d_out, other = _rand(rng, out.size, dtype), _rand(rng, out.size, dtype)
+    d_out[0] = np.inf  # at a zeroed position: inf * 0 is NaN, as in the reference's product
+    want = np.array([a + g * (1.0 if o > 0 else 0.0) for a, g, o in zip(other.tolist(), d_out.tolist(), out.tolist())],
+                    dtype)
+    return (d_out, out, other, np.empty_like(out), out.size), {3: want}
+
+
 def case_add(rng, dtype):
     a, b = _elementwise_input(rng, dtype), _rand(rng, 70_000, dtype)
     return (a, b, np.empty_like(a), a.size), {2: np.array([u + v for u, v in zip(a.tolist(), b.tolist())], dtype)}

@@ -104,12 +104,20 @@ def test_relu_its_gradient_and_add_equal_numpy_in_every_backend(backend, dtype, 
         np.testing.assert_array_equal(y, np.maximum(x, x.dtype.type(0)))
         assert y.dtype == x.dtype and np.array_equal(np.signbit(y), np.signbit(np.maximum(x, x.dtype.type(0))))
         np.testing.assert_array_equal(F.relu_backward(g, cache, backend=backend), g * (cache > 0))
+        g_inf = g.copy()
+        g_inf.flat[0] = np.inf if g.dtype.kind == "f" else 0  # at x's NaN (output not > 0): inf * 0 is NaN
+        with np.errstate(invalid="ignore"):
+            summed = F.relu_backward(g_inf, cache, add=b, backend=backend)
+            np.testing.assert_array_equal(summed, b + g_inf * (cache > 0))  # the same bits as the two passes
+        assert summed.dtype == g.dtype and summed is not b
         np.testing.assert_array_equal(F.add(x, b, backend=backend), x + b)
         into = x.copy()
         assert F.add(into, b, out=into, backend=backend) is into  # in place
         np.testing.assert_array_equal(into, x + b)
     with pytest.raises(ValueError, match="shape"):
         F.add(np.ones(3), np.ones(4), backend=backend)
+    with pytest.raises(ValueError, match=r"add has shape \(4,\); d_out has \(3,\)"):
+        F.relu_backward(np.ones(3), np.ones(3), add=np.ones(4), backend=backend)
 
 
 def test_functional_errors_name_what_is_wrong():

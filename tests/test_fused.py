@@ -332,21 +332,24 @@ def test_fused_stages_are_layers_that_own_nothing_and_are_never_saved():
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("block", ["ResidualBlock", "Bottleneck"])
-def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(block, training):
+@pytest.mark.parametrize("cin, stride", [(4, 2), (8, 1)], ids=["projection", "identity"])
+def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(block, training, cin, stride):
     """A block runs its main path through the fusion table (BatchNorm + ReLU as
-    one stage) and its last BatchNorm, the add and the ReLU as one pass;
+    one stage) and its last BatchNorm, the add and the ReLU as one pass (with
+    an identity shortcut the ReLU's gradient and the sum are one pass too);
     block.fuse = False runs each sub-layer as itself: same output, same
     gradients.  A fused inner layer's own backward then refuses."""
     from fastconv.layers import blocks
 
     fastconv.seed(3)
-    fused = getattr(blocks, block)(4, 8, stride=2, dtype=np.float64)
-    plain = getattr(blocks, block)(4, 8, stride=2, dtype=np.float64)
+    fused = getattr(blocks, block)(cin, 8, stride=stride, dtype=np.float64)
+    plain = getattr(blocks, block)(cin, 8, stride=stride, dtype=np.float64)
+    assert (fused.shortcut == []) == (stride == 1)
     for (_, a, _), (_, b, _) in zip(fused.parameters(), plain.parameters()):
         b[...] = a
     plain.fuse = False
     fused.train(training), plain.train(training)
-    x = np.random.default_rng(4).standard_normal((3, 4, 9, 9))
+    x = np.random.default_rng(4).standard_normal((3, cin, 9, 9))
     out, ref = fused.forward(x), plain.forward(x)
     np.testing.assert_allclose(out, ref, **TOL[np.float64])
     d = np.random.default_rng(5).standard_normal(out.shape)
@@ -356,4 +359,4 @@ def test_residual_blocks_fuse_their_batchnorm_and_relu_with_the_same_results(blo
     assert any(isinstance(s, BatchNormReLU) for s in fused._main_stages()[0])
     for inner in (fused.main[1], fused.main[-1], fused.relu):
         with pytest.raises(RuntimeError, match="ran fused"):
-            inner.backward(np.ones((3, 8, 5, 5)))
+            inner.backward(np.ones(out.shape))

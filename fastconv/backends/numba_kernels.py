@@ -935,6 +935,20 @@ def relu_bwd(d_out, out, d_x, size):
 
 
 @njit
+def relu_bwd_add(d_out, out, other, d_x, size):
+    """d_x = other + d_out * (out > 0), relu_bwd and add in one pass."""
+    # One statement per view: Numba 0.68.1 miscompiles this prange loop when the
+    # four views come from one tuple assignment (it writes garbage to d_x).
+    gf = d_out.reshape(-1)
+    of = out.reshape(-1)
+    af = other.reshape(-1)
+    df = d_x.reshape(-1)
+    zero = out.dtype.type(0)
+    for k in prange(size):
+        df[k] = af[k] + gf[k] * out.dtype.type(of[k] > zero)
+
+
+@njit
 def add(a, b, out, size):
     """out = a + b."""
     af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
@@ -972,7 +986,7 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
                      "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
                      "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
                      "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input", "relu", "relu_bwd",
-                     "add", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
+                     "relu_bwd_add", "add", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
 
 
 _told_about_compiling = False

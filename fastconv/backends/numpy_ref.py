@@ -355,6 +355,12 @@ def relu_bwd(d_out, out, d_x, size):
         np.multiply(d_out, out > 0, out=d_x)
 
 
+def relu_bwd_add(d_out, out, other, d_x, size):
+    """d_x = other + d_out * (out > 0): relu_bwd, then add."""
+    relu_bwd(d_out, out, d_x, size)
+    np.add(other, d_x, out=d_x)
+
+
 def add(a, b, out, size):
     """out = a + b."""
     np.add(a, b, out=out)

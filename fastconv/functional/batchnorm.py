@@ -148,16 +148,17 @@ def _statistics(kernels, x, running_mean, running_var, training, momentum, reduc
     return mean, var, count
 
 
-def relu_gradient(d_out, cache: BatchNormCache):
+def relu_gradient(d_out, cache: BatchNormCache, *, add=None):
     """The gradient that reaches the ReLU's input of a forward with relu=True
     (d_out where the output is > 0, else 0, as relu_backward): the residual's
-    gradient when the forward added one."""
+    gradient when the forward added one.  add: a gradient to add to it in the
+    same pass (relu_backward's add=)."""
     if not isinstance(cache, BatchNormCache) or cache.relu_out is None:
         raise TypeError("cache must be the BatchNormCache of a batch_norm_forward(..., relu=True)")
     d_out = np.asarray(d_out)
     if d_out.shape != cache.relu_out.shape:
         raise ValueError(f"d_out has shape {d_out.shape}; the forward output was {cache.relu_out.shape}")
-    return relu_backward(d_out, cache.relu_out, backend=cache.backend)
+    return relu_backward(d_out, cache.relu_out, add=add, backend=cache.backend)
 
 
 def _global_statistics(mean, var, count, reduce):

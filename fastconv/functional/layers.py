@@ -123,16 +123,29 @@ def relu(x, *, backend=None):
     return out, out
 
 
-def relu_backward(d_out, cache, *, backend=None):
-    """d_x of :func:`relu`: d_out where the output is positive, else 0."""
+def relu_backward(d_out, cache, *, add=None, backend=None):
+    """d_x of :func:`relu`: d_out where the output is positive, else 0.
+
+    add: a gradient of the same shape to add to that, in the same pass (a
+    residual block's identity branch meeting its main branch): the same
+    values as ``add(relu_backward(d_out, cache), add)``, one tensor fewer
+    written and read back."""
     d_out = np.asarray(d_out)
     if d_out.shape != cache.shape:
         raise ValueError(f"d_out has shape {d_out.shape}; the forward output was {cache.shape}")
-    kernels = _elementwise_kernels(backend, d_out, cache)
+    if add is not None:
+        add = np.asarray(add)
+        if add.shape != d_out.shape:
+            raise ValueError(f"add has shape {add.shape}; d_out has {d_out.shape}")
+    kernels = _elementwise_kernels(backend, d_out, cache, *(() if add is None else (add,)))
     if kernels is None:
-        return d_out * (cache > 0)
+        d_x = d_out * (cache > 0)
+        return d_x if add is None else d_x + add
     d_x = np.empty_like(d_out)
-    kernels.relu_bwd(d_out, cache, d_x, d_out.size)
+    if add is None:
+        kernels.relu_bwd(d_out, cache, d_x, d_out.size)
+    else:
+        kernels.relu_bwd_add(d_out, cache, add, d_x, d_out.size)
     return d_x
 
 
