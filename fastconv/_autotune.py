@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ENV_MODE = "FASTCONV_FUSED_STAGES"
+ROUNDS = 3  # measuring rounds at most per choice (see choose)
 _decisions: dict[str, str] = {}
 _loaded_file: Path | None = None
 
@@ -86,20 +87,33 @@ def remembered(key: str, level: str = "") -> str | None:
 def choose(key: str, candidates: dict, level: str = "", repeats: int = 5) -> str:
     """The name of the fastest of ``candidates`` (name -> zero-argument
     callable running that path once) for ``key``, measured on first use:
-    after a warm-up call each, the candidates run in turn ``repeats`` times
-    and each keeps its fastest time (the least disturbed by other work)."""
+    after a warm-up call each, rounds in which the candidates run in turn
+    ``repeats`` times, each keeping its fastest time (the least disturbed by
+    other work).  The choice is remembered for good, so one round is not
+    trusted: rounds go on until two in a row have the same winner (at most
+    ROUNDS), and the fastest time over all of them decides.  On a shared
+    machine a burst of other work once made a 1.5x slower convolution path
+    win a single round (every run of the faster one disturbed)."""
     path = _file(level)
     _load(path)
     if key in _decisions and _decisions[key] in candidates:
         return _decisions[key]
     for run in candidates.values():
         run()  # warm up (first touch of buffers, thread wake-up)
-    best = {name: float("inf") for name in candidates}
-    for _ in range(repeats):
-        for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = dict.fromkeys(candidates, float("inf"))
+    previous_winner = None
+    for _ in range(ROUNDS):
+        round_best = dict.fromkeys(candidates, float("inf"))
+        for _ in range(repeats):
+            for name, run in candidates.items():
+                start = time.perf_counter()
+                run()
+                round_best[name] = min(round_best[name], time.perf_counter() - start)
+        best = {name: min(best[name], round_best[name]) for name in candidates}
+        winner = min(round_best, key=round_best.get)
+        if winner == previous_winner:
+            break
+        previous_winner = winner
     _decisions[key] = min(best, key=best.get)
     _save(path)
     return _decisions[key]

@@ -100,7 +100,22 @@ def test_choose_keeps_the_faster_and_a_bad_setting_is_refused(monkeypatch, own_c
     slow = lambda: (calls.append("slow"), time.sleep(0.01))  # noqa: E731
     fast = lambda: calls.append("fast")  # noqa: E731
     assert _autotune.choose("k", {"slow": slow, "fast": fast}) == "fast"
-    assert _autotune.choose("k", {"slow": slow, "fast": fast}) == "fast" and len(calls) == 12  # 1 + 5 each, once
+    # a warm-up and two agreeing rounds of 5 each, once: the second call remembers
+    assert _autotune.choose("k", {"slow": slow, "fast": fast}) == "fast" and len(calls) == 22
+    # a path fast only while the other is disturbed (its first round) does not win
+    runs = {"steady": 0, "transient": 0}
+
+    def steady():
+        runs["steady"] += 1
+        time.sleep(0.002 if runs["steady"] > 6 else 0.02)  # other work slows it during the first round
+
+    def transient():
+        runs["transient"] += 1
+        time.sleep(0.006)
+
+    assert _autotune.choose("k2", {"steady": steady, "transient": transient}) == "steady"
+    assert runs == {"steady": 16, "transient": 16}  # round 1 to transient (one round alone: the wrong
+    #                                                 choice), rounds 2 and 3 to steady
     monkeypatch.setenv(_autotune.ENV_MODE, "sometimes")
     with pytest.raises(ValueError, match="FASTCONV_FUSED_STAGES must be auto, on, off or sparse"):
         _autotune.mode()
