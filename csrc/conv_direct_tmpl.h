@@ -785,6 +785,8 @@ int FN(fc_conv2d_direct_bwd)(const REAL *restrict x, const REAL *restrict wt, co
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
+#include "conv_ocvec_tmpl.h" /* uses dvec, DVEC and the layouts above */
+
 #undef D_PB
 #undef D_MR
 #undef D_NV

@@ -388,6 +388,9 @@ case_conv2d_fwd, case_conv2d_bwd = _conv_cases(CONV)
 # the direct kernels on CONV's strided geometry (their phase-plane layout;
 # stride 1 runs in test_conv_gemm.py's direct tests)
 case_conv2d_direct_fwd, case_conv2d_direct_bwd = _conv_cases(CONV)
+# the channel-vector kernels: stride 1, padding within the kernel's reach, dilation
+OCVEC = ConvGeometry(N, C, H, W, f=4, kh=3, kw=2, sh=1, sw=1, ph=2, pw=0, dh=2, dw=1, oh=H, ow=W - 1, groups=1)
+case_conv2d_ocvec_fwd, case_conv2d_ocvec_bwd = _conv_cases(OCVEC)
 # the Winograd kernels: 3x3, stride 1, unequal padding, odd output sizes
 WINOGRAD = ConvGeometry(N, C, H, W, f=4, kh=3, kw=3, sh=1, sw=1, ph=2, pw=0, dh=1, dw=1, oh=H + 2, ow=W - 2, groups=1)
 case_conv2d_winograd_fwd, case_conv2d_winograd_bwd = _conv_cases(WINOGRAD)

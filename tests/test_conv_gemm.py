@@ -118,6 +118,21 @@ def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
         _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": cfg["f"] // cfg["groups"]})
 
 
+@settings(max_examples=60, deadline=None)
+@given(conv_shapes(), st.integers(1, 70))
+def test_the_c_channel_vector_convolution_matches_the_reference_on_random_geometry(cfg, filters):
+    """Pinned to "ocvec": stride 1, one group, padding within the kernel's
+    reach (what it takes), up to 70 filters (partial blocks of two vectors)."""
+    _c()
+    k, d = cfg["k"], cfg["dilation"]
+    padding = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(cfg["padding"], k, d))
+    h, w = (max(size, dd * (kk - 1) + 1 - 2 * p) for size, kk, dd, p in zip((cfg["h"], cfg["w"]), k, d, padding))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTCONV_CONV_PATH", "ocvec")
+        _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": filters, "stride": (1, 1),
+                       "padding": padding, "h": h, "w": w})
+
+
 @settings(max_examples=40, deadline=None)
 @given(conv_shapes())
 def test_the_c_depthwise_convolution_matches_the_reference_on_random_geometry(cfg):
@@ -211,6 +226,43 @@ def test_the_c_winograd_kernels_refuse_other_geometries():
 
 
 @pytest.mark.parametrize("shape", [
+    # the shapes it is for: 7x7 (tiles 1 x 7), 8x8 and 4x4 (2 x 4), 14x14 (2 x 7), more filters than
+    # one block of two vectors and not a multiple of it, more channels than one tap table row
+    dict(n=5, c=40, h=7, w=7, f=70, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=4, c=33, h=8, w=8, f=33, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=3, c=20, h=4, w=4, f=17, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=2, c=9, h=14, w=14, f=40, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    # tiles past the map's last rows and columns (odd sizes), 1x1 maps, unpadded, 1x1 kernels,
+    # dilation, unequal kernels and padding, one filter, one channel
+    dict(n=3, c=6, h=11, w=13, f=9, k=(3, 3), padding=(0, 1), dilation=(1, 1)),
+    dict(n=6, c=16, h=1, w=1, f=20, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    dict(n=2, c=7, h=5, w=9, f=3, k=(1, 1), padding=(0, 0), dilation=(1, 1)),
+    dict(n=3, c=4, h=9, w=8, f=6, k=(5, 3), padding=(4, 0), dilation=(2, 3)),
+    dict(n=2, c=1, h=6, w=10, f=1, k=(2, 3), padding=(1, 2), dilation=(1, 1)),
+])
+def test_the_c_channel_vector_convolution_across_tiles_and_blocks(shape, dtype, monkeypatch):
+    _c()
+    monkeypatch.setenv("FASTCONV_CONV_PATH", "ocvec")
+    _check("c", **shape, stride=(1, 1), groups=1, bias=True, dtype=dtype, seed=10)
+
+
+def test_the_c_channel_vector_kernels_refuse_what_they_do_not_run():
+    """Strides, groups and padding past the kernel's reach get FC_ERR_SIZE
+    (a ValueError naming the kernel), and are not offered as a path."""
+    c = _c()
+    x = np.ones((1, 4, 6, 6), np.float32)
+    for g in (ConvGeometry(1, 4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 1, 1, 3, 3, 1),   # stride 2
+              ConvGeometry(1, 4, 6, 6, 4, 3, 3, 1, 1, 3, 0, 1, 1, 10, 4, 1),  # padding 3 > (3 - 1) * 1
+              ConvGeometry(1, 4, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6, 2)):  # two groups
+        out, w = np.empty((1, 4, g.oh, g.ow), np.float32), np.ones((4, 4 // g.groups, 3, 3), np.float32)
+        with pytest.raises(ValueError, match="fc_conv2d_ocvec_fwd"):
+            c.conv2d_ocvec_fwd(x, w, None, out, g)
+        with pytest.raises(ValueError, match="fc_conv2d_ocvec_bwd"):
+            c.conv2d_ocvec_bwd(x, w, np.ones_like(out), None, np.empty_like(w), None, g)
+        assert "ocvec" not in c._paths_for(g)
+
+
+@pytest.mark.parametrize("shape", [
     # ResNet/MobileNet-like: stride 1 and 2, more positions than one block, more images than blocks
     dict(n=10, c=6, h=17, w=19, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1)),
     dict(n=9, c=5, h=16, w=15, k=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1)),
@@ -270,7 +322,7 @@ def test_numpys_blas_is_found_and_attached():
     assert c.BLAS_PATH is not None and c.lib.fc_blas_ready()
 
 
-@pytest.mark.parametrize("path", ["implicit", "direct", "winograd"])
+@pytest.mark.parametrize("path", ["implicit", "direct", "ocvec", "winograd"])
 def test_the_c_convolution_gives_the_same_bits_at_one_and_two_threads(path, monkeypatch):
     _c()
     monkeypatch.setenv("FASTCONV_CONV_PATH", path)
@@ -300,7 +352,7 @@ def test_a_bad_geometry_record_is_refused_by_the_c_kernel():
         c._CONV_PATHS["implicit"][0](x, wt, None, out, ConvGeometry(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1, 2))
 
 
-@pytest.mark.parametrize("path", ["im2col", "direct", "winograd", "auto"])
+@pytest.mark.parametrize("path", ["im2col", "direct", "ocvec", "winograd", "auto"])
 def test_the_c_convolutions_other_paths_and_the_measured_choice(path, dtype, monkeypatch, tmp_path):
     c = _c()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the autotuner's file goes here
@@ -314,7 +366,7 @@ def test_the_c_convolutions_other_paths_and_the_measured_choice(path, dtype, mon
     if path == "auto" and c.lib.fc_blas_ready():
         # forward and backward chosen apart
         assert {stage for stage, *_ in c._conv_choice} == {"forward", "backward"}
-        assert set(c._conv_choice.values()) <= {"implicit", "im2col", "direct", "winograd"}
+        assert set(c._conv_choice.values()) <= {"implicit", "im2col", "direct", "ocvec", "winograd"}
         assert len(c._conv_choice) == 2  # measured once per stage for the shape, then remembered
     _autotune.forget()
 
@@ -324,5 +376,5 @@ def test_a_bad_conv_path_setting_is_refused(monkeypatch):
     if not c.lib.fc_blas_ready():
         pytest.skip("no BLAS attached: one path only")
     monkeypatch.setenv("FASTCONV_CONV_PATH", "fastest")
-    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit, im2col, direct or winograd"):
+    with pytest.raises(ValueError, match="FASTCONV_CONV_PATH must be auto, implicit, im2col, direct, ocvec or winograd"):
         F.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32), backend="c")

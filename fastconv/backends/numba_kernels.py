@@ -1076,7 +1076,8 @@ del _name
 # ------------------------------------------------------------ convolution
 # im2col + NumPy's matmul in chunks of images (backends/_gemm_conv.py).
 conv2d_fwd, conv2d_bwd = _gemm_conv.make_conv2d_kernels(im2col, col2im)
-# The C backend's direct and Winograd kernels are more ways to compute the
-# same convolution; here they are the same computation.
+# The C backend's direct, channel-vector and Winograd kernels are more ways
+# to compute the same convolution; here they are the same computation.
 conv2d_direct_fwd, conv2d_direct_bwd = conv2d_fwd, conv2d_bwd
+conv2d_ocvec_fwd, conv2d_ocvec_bwd = conv2d_fwd, conv2d_bwd
 conv2d_winograd_fwd, conv2d_winograd_bwd = conv2d_fwd, conv2d_bwd

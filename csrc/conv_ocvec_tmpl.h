@@ -1,0 +1,199 @@
+/* Convolution with the output channels along the vector lanes (one group,
+ * stride 1), for one element type; included at the end of
+ * conv_direct_tmpl.h, whose padded layout (stack_geom, stack_planes) and
+ * weight packing (direct_weights) it shares.
+ *
+ * Why: the direct kernel computes positions along the padded width and in
+ * whole register blocks of positions, so on small maps a good part of its
+ * multiply-adds land on padding: 7x7 outputs padded by 1 are 8x8 = 64
+ * computed for 49 held, then rounded to blocks of 48.  oneDNN's blocked
+ * kernels ran bn_cnn's 64 -> 128 convolution on 7x7 maps 1.6x faster
+ * (1.47 vs 2.34 ms forward).  Here a register block is two vectors of
+ * output channels x R rows x CW columns of output positions that exist:
+ * per tap, two weight-vector loads and R*CW broadcast input pixels feed
+ * 2*R*CW multiply-adds, and the tile (R, CW) is picked per map so that few
+ * computed positions fall outside it (7x7: rows of 7; 8x8: rows of 4).
+ *
+ * The input gradient is the same kernel on the output gradient padded by
+ * (K-1)*d - p with the flipped, transposed weights; the weight gradient is
+ * the direct kernel's.  Each output element is one sum over the taps in
+ * their fixed order: the same bits at any thread count.
+ */
+
+/* Tiles (R rows x CW columns of positions) per register width: 2*R*CW
+ * accumulators, two weight vectors and a broadcast within the 32 (AVX-512)
+ * or 16 (AVX2, SSE) vector registers.  A map takes the tile that computes
+ * the fewest positions outside it, the larger on a tie (7x7: 1 x 7; 8x8 and
+ * 16x16: 2 x 4; 14x14: 2 x 7). */
+#if FC_VBYTES >= 64
+#define O_TILES {{2, 7}, {3, 4}, {1, 7}, {2, 4}}
+#else
+#define O_TILES {{1, 6}, {2, 3}, {1, 4}, {2, 2}}
+#endif
+#define O_OB (2 * DVEC) /* output channels per register block */
+#define O_MAXP 14       /* most positions in a tile */
+
+/* out[f0 .. f0 + O_OB) at positions (oy0 + r, ox0 + q), r < R, q < CW, that
+ * lie inside the oh x ow planes <- bias + the sum over the taps k of
+ * wb[k][f - f0] * xp[off[k] + (oy0 + r)*wp + ox0 + q]; wb: this block's
+ * weights, O_OB per tap, read in order. */
+static inline __attribute__((always_inline)) void FN(ocvec_block)(
+    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict wb, int64_t wp,
+    REAL *restrict out, int64_t f0, int64_t f, int64_t oh, int64_t ow, int64_t oy0, int64_t ox0,
+    const REAL *restrict bias, const int R, const int CW) {
+    FN(dvec) acc[2][O_MAXP] = {{{0}}};
+    const REAL *xb = xp + oy0 * wp + ox0;
+    for (int64_t k = 0; k < taps; ++k) {
+        const FN(dvec) w0 = FN(dload)(wb + k * O_OB), w1 = FN(dload)(wb + k * O_OB + DVEC);
+        const REAL *xr = xb + off[k];
+        for (int r = 0; r < R; ++r)
+            for (int q = 0; q < CW; ++q) {
+                const REAL v = xr[r * wp + q];
+                acc[0][r * CW + q] += w0 * v;
+                acc[1][r * CW + q] += w1 * v;
+            }
+    }
+    const int64_t plane = oh * ow;
+    for (int r = 0; r < R && oy0 + r < oh; ++r)
+        for (int q = 0; q < CW && ox0 + q < ow; ++q) {
+            REAL *dst = out + (oy0 + r) * ow + ox0 + q;
+            for (int v = 0; v < 2; ++v) {
+                REAL lanes[DVEC];
+                memcpy(lanes, &acc[v][r * CW + q], sizeof lanes);
+                for (int e = 0; e < DVEC && f0 + v * DVEC + e < f; ++e) {
+                    const int64_t fi = f0 + v * DVEC + e;
+                    dst[fi * plane] = lanes[e] + (bias != NULL ? bias[fi] : (REAL)0);
+                }
+            }
+        }
+}
+
+/* Positions computed for an oh x ow map with tiles of R rows x CW columns. */
+static int64_t FN(ocvec_computed)(int64_t oh, int64_t ow, int64_t r, int64_t cw) {
+    return (oh + r - 1) / r * r * ((ow + cw - 1) / cw * cw);
+}
+
+/* out (f planes of oh x ow) <- bias + the stride-1 correlation of the padded
+ * planes xp (row length wp) with wb (ocvec_pack's blocks), taps at offsets off. */
+static void FN(ocvec_image)(const REAL *restrict xp, const int64_t *restrict off, int64_t taps,
+                            const REAL *restrict wb, int64_t wp, REAL *restrict out, int64_t f, int64_t oh,
+                            int64_t ow, const REAL *restrict bias) {
+    static const int tiles[4][2] = O_TILES;
+    int t = 0;
+    for (int u = 1; u < 4; ++u)
+        if (FN(ocvec_computed)(oh, ow, tiles[u][0], tiles[u][1]) < FN(ocvec_computed)(oh, ow, tiles[t][0], tiles[t][1]))
+            t = u;
+    const int64_t rows = tiles[t][0], cols = tiles[t][1];
+    for (int64_t f0 = 0; f0 < f; f0 += O_OB) {
+        const REAL *w = wb + f0 * taps; /* block f0 / O_OB: taps x O_OB */
+        for (int64_t oy = 0; oy < oh; oy += rows)
+            for (int64_t ox = 0; ox < ow; ox += cols) {
+                /* the tile's sizes as constants: its loops unrolled, accumulators in registers */
+                if (t == 0)
+                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[0][0], tiles[0][1]);
+                else if (t == 1)
+                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[1][0], tiles[1][1]);
+                else if (t == 2)
+                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[2][0], tiles[2][1]);
+                else
+                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[3][0], tiles[3][1]);
+            }
+    }
+}
+
+/* dst <- src ([taps][fr], fr a multiple of O_OB) as fr / O_OB blocks of
+ * taps x O_OB: a register block's weights one after the other. */
+static void FN(ocvec_pack)(const REAL *restrict src, int64_t taps, int64_t fr, REAL *restrict dst) {
+    for (int64_t f0 = 0; f0 < fr; f0 += O_OB)
+        for (int64_t k = 0; k < taps; ++k) memcpy(dst + f0 * taps + k * O_OB, src + k * fr + f0, sizeof(REAL) * O_OB);
+}
+
+/* Over n images: out (n x fo x oh x ow) <- bias + the stride-1 correlation
+ * of src (n x ci x h x w, padded by (ph, pw), 0 <= p <= (k-1)*d) with the
+ * packed weights wd ([ci*kh*kw][fr]).  The forward, and the input gradient
+ * (src = d_out, the flipped weights, padding (k-1)*d - p). */
+static int FN(ocvec_run)(const REAL *restrict src, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t ph,
+                         int64_t pw, int64_t kh, int64_t kw, int64_t dh, int64_t dw, const REAL *restrict wd,
+                         int64_t fr, int64_t fo, const REAL *restrict bias, REAL *restrict out) {
+    const FN(dgeom) d = FN(stack_geom)(ci, fo, kh, kw, dh, dw, h, w, ph, pw, 1, O_OB);
+    const int64_t oh = d.oh, ow = d.ow, taps = ci * kh * kw;
+    /* tiles read up to a tile's rows and columns past the map: zero slack */
+    const int64_t size = FN(padded_size)(&d), slack = 4 * d.wp + O_MAXP + DVEC; /* tiles: <= 3 rows, <= 7 columns */
+    int64_t *off = malloc(sizeof(int64_t) * taps);
+    REAL *wb = malloc(sizeof(REAL) * taps * fr);
+    if (off == NULL || wb == NULL) {
+        free(off), free(wb);
+        return FC_ERR_NOMEM;
+    }
+    FN(ocvec_pack)(wd, taps, fr, wb);
+    for (int64_t ch = 0; ch < ci; ++ch)
+        for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) off[(ch * kh + i) * kw + j] = (ch * d.hp + i * dh) * d.wp + j * dw;
+    int nomem = 0;
+#pragma omp parallel num_threads(fc_threads_for(2 * n * fo * oh * ow * taps))
+    {
+        REAL *xp = fc_alloc_lines(sizeof(REAL) * (size + slack));
+        int zeroed = 0; /* xp's padding already cleared (this thread's previous image) */
+        if (xp == NULL) {
+#pragma omp atomic write
+            nomem = 1;
+        } else {
+            memset(xp + size, 0, sizeof(REAL) * slack);
+        }
+#pragma omp for schedule(static)
+        for (int64_t img = 0; img < n; ++img) {
+            if (xp == NULL) continue;
+            FN(stack_planes)(src + img * ci * h * w, xp, ci, h, w, ph, pw, 1, &d, zeroed);
+            zeroed = 1;
+            FN(ocvec_image)(xp, off, taps, wb, d.wp, out + img * fo * oh * ow, fo, oh, ow, bias);
+        }
+        free(xp);
+    }
+    free(off);
+    free(wb);
+    return nomem ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* The geometries this path runs: one group, stride 1, padding within the
+ * kernel's reach (the shared-padding layout of stack_geom). */
+static int FN(ocvec_applies)(const fc_conv_geom *g) {
+    return g != NULL && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->ph >= 0 && g->pw >= 0 &&
+           g->ph <= (g->kh - 1) * g->dh && g->pw <= (g->kw - 1) * g->dw;
+}
+
+int FN(fc_conv2d_ocvec_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
+                            REAL *restrict out, const fc_conv_geom *g) {
+    if (!FN(ocvec_applies)(g)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(g);
+    if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    const int64_t fr = (f + O_OB - 1) / O_OB * O_OB;
+    REAL *wd = malloc(sizeof(REAL) * c * fh * fw * fr);
+    if (wd == NULL) return FC_ERR_NOMEM;
+    FN(direct_weights)(wt, wd, f, c, fh, fw, fr, 0);
+    const int status = FN(ocvec_run)(x, n, c, h, w, ph, pw, fh, fw, dh, dw, wd, fr, f, b, out);
+    free(wd);
+    return status;
+}
+
+/* The weight (and bias) gradient from the direct kernel, the input gradient
+ * from this one. */
+int FN(fc_conv2d_ocvec_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
+                            REAL *restrict d_x, REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *g) {
+    if (!FN(ocvec_applies)(g)) return FC_ERR_SIZE;
+    FC_CONV_LOCALS(g);
+    if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
+    int status = FN(fc_conv2d_direct_bwd)(x, wt, d_out, NULL, d_w, d_b, g);
+    if (status != FC_OK || d_x == NULL) return status;
+    const int64_t fr = (c + O_OB - 1) / O_OB * O_OB;
+    REAL *wflip = malloc(sizeof(REAL) * f * fh * fw * fr);
+    if (wflip == NULL) return FC_ERR_NOMEM;
+    FN(direct_weights)(wt, wflip, f, c, fh, fw, fr, 1);
+    status = FN(ocvec_run)(d_out, n, f, oh, ow, (fh - 1) * dh - ph, (fw - 1) * dw - pw, fh, fw, dh, dw, wflip, fr,
+                           c, NULL, d_x);
+    free(wflip);
+    return status;
+}
+
+#undef O_TILES
+#undef O_OB
+#undef O_MAXP
