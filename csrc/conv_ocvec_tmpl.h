@@ -35,20 +35,21 @@
 
 /* out[f0 .. f0 + O_OB) at positions (oy0 + r, ox0 + q), r < R, q < CW, that
  * lie inside the oh x ow planes <- bias + the sum over the taps k of
- * wb[k][f - f0] * xp[off[k] + (oy0 + r)*wp + ox0 + q]; wb: this block's
- * weights, O_OB per tap, read in order. */
+ * wb[k][f - f0] * xp[off[k] + (oy0 + r)*sy*wp + (ox0 + q)*SX]; wb: this
+ * block's weights, O_OB per tap, read in order.  SX (the column stride) is
+ * a constant, so every broadcast is at a fixed displacement. */
 static inline __attribute__((always_inline)) void FN(ocvec_block)(
-    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict wb, int64_t wp,
+    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict wb, int64_t rstride,
     REAL *restrict out, int64_t f0, int64_t f, int64_t oh, int64_t ow, int64_t oy0, int64_t ox0,
-    const REAL *restrict bias, const int R, const int CW) {
+    const REAL *restrict bias, const int SX, const int R, const int CW) {
     FN(dvec) acc[2][O_MAXP] = {{{0}}};
-    const REAL *xb = xp + oy0 * wp + ox0;
+    const REAL *xb = xp + oy0 * rstride + ox0 * SX;
     for (int64_t k = 0; k < taps; ++k) {
         const FN(dvec) w0 = FN(dload)(wb + k * O_OB), w1 = FN(dload)(wb + k * O_OB + DVEC);
         const REAL *xr = xb + off[k];
         for (int r = 0; r < R; ++r)
             for (int q = 0; q < CW; ++q) {
-                const REAL v = xr[r * wp + q];
+                const REAL v = xr[r * rstride + q * SX];
                 acc[0][r * CW + q] += w0 * v;
                 acc[1][r * CW + q] += w1 * v;
             }
@@ -73,31 +74,47 @@ static int64_t FN(ocvec_computed)(int64_t oh, int64_t ow, int64_t r, int64_t cw)
     return (oh + r - 1) / r * r * ((ow + cw - 1) / cw * cw);
 }
 
-/* out (f planes of oh x ow) <- bias + the stride-1 correlation of the padded
- * planes xp (row length wp) with wb (ocvec_pack's blocks), taps at offsets off. */
+/* The tile loop of ocvec_image for one column stride SX (a constant). */
+static inline __attribute__((always_inline)) void FN(ocvec_tiles)(
+    const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict w, int64_t rstride,
+    REAL *restrict out, int64_t f0, int64_t f, int64_t oh, int64_t ow, const REAL *restrict bias, int t,
+    const int SX) {
+    static const int tiles[4][2] = O_TILES;
+    for (int64_t oy = 0; oy < oh; oy += tiles[t][0])
+        for (int64_t ox = 0; ox < ow; ox += tiles[t][1]) {
+            /* the tile's sizes as constants: its loops unrolled, accumulators in registers */
+            if (t == 0)
+                FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[0][0],
+                                tiles[0][1]);
+            else if (t == 1)
+                FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[1][0],
+                                tiles[1][1]);
+            else if (t == 2)
+                FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[2][0],
+                                tiles[2][1]);
+            else
+                FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[3][0],
+                                tiles[3][1]);
+        }
+}
+
+/* out (f planes of oh x ow) <- bias + the correlation, strides (sy, sx <= 2),
+ * of the padded planes xp (row length wp) with wb (ocvec_pack's blocks),
+ * taps at offsets off. */
 static void FN(ocvec_image)(const REAL *restrict xp, const int64_t *restrict off, int64_t taps,
-                            const REAL *restrict wb, int64_t wp, REAL *restrict out, int64_t f, int64_t oh,
-                            int64_t ow, const REAL *restrict bias) {
+                            const REAL *restrict wb, int64_t wp, int64_t sy, int64_t sx, REAL *restrict out,
+                            int64_t f, int64_t oh, int64_t ow, const REAL *restrict bias) {
     static const int tiles[4][2] = O_TILES;
     int t = 0;
     for (int u = 1; u < 4; ++u)
         if (FN(ocvec_computed)(oh, ow, tiles[u][0], tiles[u][1]) < FN(ocvec_computed)(oh, ow, tiles[t][0], tiles[t][1]))
             t = u;
-    const int64_t rows = tiles[t][0], cols = tiles[t][1];
     for (int64_t f0 = 0; f0 < f; f0 += O_OB) {
         const REAL *w = wb + f0 * taps; /* block f0 / O_OB: taps x O_OB */
-        for (int64_t oy = 0; oy < oh; oy += rows)
-            for (int64_t ox = 0; ox < ow; ox += cols) {
-                /* the tile's sizes as constants: its loops unrolled, accumulators in registers */
-                if (t == 0)
-                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[0][0], tiles[0][1]);
-                else if (t == 1)
-                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[1][0], tiles[1][1]);
-                else if (t == 2)
-                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[2][0], tiles[2][1]);
-                else
-                    FN(ocvec_block)(xp, off, taps, w, wp, out, f0, f, oh, ow, oy, ox, bias, tiles[3][0], tiles[3][1]);
-            }
+        if (sx == 1)
+            FN(ocvec_tiles)(xp, off, taps, w, sy * wp, out, f0, f, oh, ow, bias, t, 1);
+        else
+            FN(ocvec_tiles)(xp, off, taps, w, sy * wp, out, f0, f, oh, ow, bias, t, 2);
     }
 }
 
@@ -108,17 +125,20 @@ static void FN(ocvec_pack)(const REAL *restrict src, int64_t taps, int64_t fr, R
         for (int64_t k = 0; k < taps; ++k) memcpy(dst + f0 * taps + k * O_OB, src + k * fr + f0, sizeof(REAL) * O_OB);
 }
 
-/* Over n images: out (n x fo x oh x ow) <- bias + the stride-1 correlation
- * of src (n x ci x h x w, padded by (ph, pw), 0 <= p <= (k-1)*d) with the
- * packed weights wd ([ci*kh*kw][fr]).  The forward, and the input gradient
- * (src = d_out, the flipped weights, padding (k-1)*d - p). */
+/* Over n images: out (n x fo x oh x ow) <- bias + the correlation, strides
+ * (sy, sx) <= 2, of src (n x ci x h x w, padded by (ph, pw), 0 <= p <=
+ * (k-1)*d) with the packed weights wd ([ci*kh*kw][fr]).  The forward, and
+ * the stride-1 input gradient (src = d_out, the flipped weights, padding
+ * (k-1)*d - p). */
 static int FN(ocvec_run)(const REAL *restrict src, int64_t n, int64_t ci, int64_t h, int64_t w, int64_t ph,
-                         int64_t pw, int64_t kh, int64_t kw, int64_t dh, int64_t dw, const REAL *restrict wd,
-                         int64_t fr, int64_t fo, const REAL *restrict bias, REAL *restrict out) {
+                         int64_t pw, int64_t kh, int64_t kw, int64_t sy, int64_t sx, int64_t dh, int64_t dw,
+                         int64_t oh, int64_t ow, const REAL *restrict wd, int64_t fr, int64_t fo,
+                         const REAL *restrict bias, REAL *restrict out) {
+    /* the padded planes as the stride-1 layout has them (a stride only changes which pixels are read) */
     const FN(dgeom) d = FN(stack_geom)(ci, fo, kh, kw, dh, dw, h, w, ph, pw, 1, O_OB);
-    const int64_t oh = d.oh, ow = d.ow, taps = ci * kh * kw;
-    /* tiles read up to a tile's rows and columns past the map: zero slack */
-    const int64_t size = FN(padded_size)(&d), slack = 4 * d.wp + O_MAXP + DVEC; /* tiles: <= 3 rows, <= 7 columns */
+    const int64_t taps = ci * kh * kw;
+    /* tiles (<= 3 rows, <= 7 columns) read past the map's last rows and columns: zero slack */
+    const int64_t size = FN(padded_size)(&d), slack = (3 * sy + 1) * d.wp + O_MAXP * sx + DVEC;
     int64_t *off = malloc(sizeof(int64_t) * taps);
     REAL *wb = malloc(sizeof(REAL) * taps * fr);
     if (off == NULL || wb == NULL) {
@@ -145,7 +165,7 @@ static int FN(ocvec_run)(const REAL *restrict src, int64_t n, int64_t ci, int64_
             if (xp == NULL) continue;
             FN(stack_planes)(src + img * ci * h * w, xp, ci, h, w, ph, pw, 1, &d, zeroed);
             zeroed = 1;
-            FN(ocvec_image)(xp, off, taps, wb, d.wp, out + img * fo * oh * ow, fo, oh, ow, bias);
+            FN(ocvec_image)(xp, off, taps, wb, d.wp, sy, sx, out + img * fo * oh * ow, fo, oh, ow, bias);
         }
         free(xp);
     }
@@ -154,11 +174,11 @@ static int FN(ocvec_run)(const REAL *restrict src, int64_t n, int64_t ci, int64_
     return nomem ? FC_ERR_NOMEM : FC_OK;
 }
 
-/* The geometries this path runs: one group, stride 1, padding within the
- * kernel's reach (the shared-padding layout of stack_geom). */
+/* The geometries this path runs: one group, strides 1 or 2, padding within
+ * the kernel's reach (the shared-padding layout of stack_geom). */
 static int FN(ocvec_applies)(const fc_conv_geom *g) {
-    return g != NULL && g->groups == 1 && g->sh == 1 && g->sw == 1 && g->ph >= 0 && g->pw >= 0 &&
-           g->ph <= (g->kh - 1) * g->dh && g->pw <= (g->kw - 1) * g->dw;
+    return g != NULL && g->groups == 1 && g->sh >= 1 && g->sh <= 2 && g->sw >= 1 && g->sw <= 2 && g->ph >= 0 &&
+           g->pw >= 0 && g->ph <= (g->kh - 1) * g->dh && g->pw <= (g->kw - 1) * g->dw;
 }
 
 int FN(fc_conv2d_ocvec_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
@@ -170,26 +190,27 @@ int FN(fc_conv2d_ocvec_fwd)(const REAL *restrict x, const REAL *restrict wt, con
     REAL *wd = malloc(sizeof(REAL) * c * fh * fw * fr);
     if (wd == NULL) return FC_ERR_NOMEM;
     FN(direct_weights)(wt, wd, f, c, fh, fw, fr, 0);
-    const int status = FN(ocvec_run)(x, n, c, h, w, ph, pw, fh, fw, dh, dw, wd, fr, f, b, out);
+    const int status = FN(ocvec_run)(x, n, c, h, w, ph, pw, fh, fw, sh, sw, dh, dw, oh, ow, wd, fr, f, b, out);
     free(wd);
     return status;
 }
 
 /* The weight (and bias) gradient from the direct kernel, the input gradient
- * from this one. */
+ * from this one (stride 1; strided, the direct kernel's too). */
 int FN(fc_conv2d_ocvec_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
                             REAL *restrict d_x, REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *g) {
     if (!FN(ocvec_applies)(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
-    int status = FN(fc_conv2d_direct_bwd)(x, wt, d_out, NULL, d_w, d_b, g);
-    if (status != FC_OK || d_x == NULL) return status;
+    const int strided = sh != 1 || sw != 1;
+    int status = FN(fc_conv2d_direct_bwd)(x, wt, d_out, strided ? d_x : NULL, d_w, d_b, g);
+    if (status != FC_OK || d_x == NULL || strided) return status;
     const int64_t fr = (c + O_OB - 1) / O_OB * O_OB;
     REAL *wflip = malloc(sizeof(REAL) * f * fh * fw * fr);
     if (wflip == NULL) return FC_ERR_NOMEM;
     FN(direct_weights)(wt, wflip, f, c, fh, fw, fr, 1);
-    status = FN(ocvec_run)(d_out, n, f, oh, ow, (fh - 1) * dh - ph, (fw - 1) * dw - pw, fh, fw, dh, dw, wflip, fr,
-                           c, NULL, d_x);
+    status = FN(ocvec_run)(d_out, n, f, oh, ow, (fh - 1) * dh - ph, (fw - 1) * dw - pw, fh, fw, 1, 1, dh, dw, h, w,
+                           wflip, fr, c, NULL, d_x);
     free(wflip);
     return status;
 }

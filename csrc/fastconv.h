@@ -210,11 +210,12 @@ int fc_conv2d_direct_fwd_f64(const double *x, const double *wt, const double *b,
                              const fc_conv_geom *g);
 int fc_conv2d_direct_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
                              double *d_b, const fc_conv_geom *g);
-/* Convolution with output channels along the vector lanes, stride 1, one
- * group, 0 <= padding <= (k-1)*d (csrc/conv_ocvec_tmpl.h, in conv_direct.c):
- * register blocks of two channel vectors x a tile of real output positions,
- * for small maps; the weight gradient is the direct kernel's.  FC_ERR_SIZE
- * for other geometries; b, d_x and d_b may be NULL. */
+/* Convolution with output channels along the vector lanes, strides 1 or 2,
+ * one group, 0 <= padding <= (k-1)*d (csrc/conv_ocvec_tmpl.h, in
+ * conv_direct.c): register blocks of two channel vectors x a tile of real
+ * output positions, for small maps; the weight gradient (strided: the whole
+ * backward) is the direct kernel's.  FC_ERR_SIZE for other geometries; b,
+ * d_x and d_b may be NULL. */
 int fc_conv2d_ocvec_fwd_f32(const float *x, const float *wt, const float *b, float *out, const fc_conv_geom *g);
 int fc_conv2d_ocvec_bwd_f32(const float *x, const float *wt, const float *d_out, float *d_x, float *d_w,
                             float *d_b, const fc_conv_geom *g);

@@ -121,16 +121,17 @@ def test_the_c_direct_convolution_matches_the_reference_on_random_geometry(cfg):
 @settings(max_examples=60, deadline=None)
 @given(conv_shapes(), st.integers(1, 70))
 def test_the_c_channel_vector_convolution_matches_the_reference_on_random_geometry(cfg, filters):
-    """Pinned to "ocvec": stride 1, one group, padding within the kernel's
-    reach (what it takes), up to 70 filters (partial blocks of two vectors)."""
+    """Pinned to "ocvec": strides 1 and 2, one group, padding within the
+    kernel's reach (what it takes), up to 70 filters (partial blocks of two
+    vectors)."""
     _c()
     k, d = cfg["k"], cfg["dilation"]
     padding = tuple(min(p, (kk - 1) * dd) for p, kk, dd in zip(cfg["padding"], k, d))
     h, w = (max(size, dd * (kk - 1) + 1 - 2 * p) for size, kk, dd, p in zip((cfg["h"], cfg["w"]), k, d, padding))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTCONV_CONV_PATH", "ocvec")
-        _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": filters, "stride": (1, 1),
-                       "padding": padding, "h": h, "w": w})
+        _check("c", **{**cfg, "groups": 1, "c": cfg["c"] // cfg["groups"], "f": filters, "padding": padding,
+                       "h": h, "w": w})
 
 
 @settings(max_examples=40, deadline=None)
@@ -239,19 +240,26 @@ def test_the_c_winograd_kernels_refuse_other_geometries():
     dict(n=2, c=7, h=5, w=9, f=3, k=(1, 1), padding=(0, 0), dilation=(1, 1)),
     dict(n=3, c=4, h=9, w=8, f=6, k=(5, 3), padding=(4, 0), dilation=(2, 3)),
     dict(n=2, c=1, h=6, w=10, f=1, k=(2, 3), padding=(1, 2), dilation=(1, 1)),
+    # strided (the forward; the backward is the direct kernel's): ResNet's downsampling, odd sizes,
+    # unequal strides with dilation, a 1x1 shortcut
+    dict(n=5, c=32, h=16, w=16, f=40, k=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1)),
+    dict(n=3, c=6, h=9, w=11, f=9, k=(3, 3), stride=(2, 2), padding=(1, 0), dilation=(1, 1)),
+    dict(n=2, c=5, h=10, w=9, f=7, k=(3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1)),
+    dict(n=4, c=8, h=8, w=8, f=33, k=(1, 1), stride=(2, 2), padding=(0, 0), dilation=(1, 1)),
 ])
 def test_the_c_channel_vector_convolution_across_tiles_and_blocks(shape, dtype, monkeypatch):
     _c()
     monkeypatch.setenv("FASTCONV_CONV_PATH", "ocvec")
-    _check("c", **shape, stride=(1, 1), groups=1, bias=True, dtype=dtype, seed=10)
+    _check("c", **{"stride": (1, 1), **shape}, groups=1, bias=True, dtype=dtype, seed=10)
 
 
 def test_the_c_channel_vector_kernels_refuse_what_they_do_not_run():
-    """Strides, groups and padding past the kernel's reach get FC_ERR_SIZE
-    (a ValueError naming the kernel), and are not offered as a path."""
+    """Strides past 2, groups and padding past the kernel's reach get
+    FC_ERR_SIZE (a ValueError naming the kernel), and are not offered as a
+    path."""
     c = _c()
     x = np.ones((1, 4, 6, 6), np.float32)
-    for g in (ConvGeometry(1, 4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 1, 1, 3, 3, 1),   # stride 2
+    for g in (ConvGeometry(1, 4, 6, 6, 4, 3, 3, 3, 1, 1, 1, 1, 1, 2, 6, 1),   # stride 3
               ConvGeometry(1, 4, 6, 6, 4, 3, 3, 1, 1, 3, 0, 1, 1, 10, 4, 1),  # padding 3 > (3 - 1) * 1
               ConvGeometry(1, 4, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 6, 6, 2)):  # two groups
         out, w = np.empty((1, 4, g.oh, g.ow), np.float32), np.ones((4, 4 // g.groups, 3, 3), np.float32)

@@ -175,10 +175,10 @@ BLAS_PATH = attach_blas()
 # - "direct": stride 1, one group: the padded image read at shifted offsets,
 #   register-blocked, no BLAS (csrc/conv_direct_tmpl.h; wins on 3x3 maps of
 #   16x16 and more);
-# - "ocvec": stride 1, one group: output channels along the vector lanes,
-#   register tiles of real output positions (csrc/conv_ocvec_tmpl.h; for
-#   small maps, where the direct kernel computes much padding); its weight
-#   gradient is the direct kernel's;
+# - "ocvec": strides 1 and 2, one group: output channels along the vector
+#   lanes, register tiles of real output positions (csrc/conv_ocvec_tmpl.h;
+#   for small maps, where the direct kernel computes much padding); its
+#   weight gradient (and, strided, its input gradient) is the direct kernel's;
 # - "winograd": 3x3, stride 1, one group: Winograd F(2x2, 3x3), 16 BLAS GEMMs
 #   per block of images on transformed tiles, 2.25x fewer multiplies
 #   (csrc/conv_winograd_tmpl.h; wins from ~48 channels on 8x8 to 16x16 maps);
@@ -194,23 +194,25 @@ _CONV_PATHS = {
 }
 _conv_choice: dict = {}
 WINOGRAD_MAX_IMAGE_BYTES = 16 << 20  # (float64 bound) 64 + 64 channels up to 64x64 maps
-# "ocvec" broadcasts its input pixels across all channels of a padded image:
-# beyond about an L1 cache of them (float32) it lost to "direct" on every
-# shape measured (0.8x on 32 channels of 16x16, 0.5x on 32x32), and with few
-# taps per output its scalar stores dominate (0.1-0.5x on 1- and 3-channel
-# first layers).  Only there is it left out of the measured choice; a pinned
-# $FASTCONV_CONV_PATH=ocvec still runs it on any geometry it takes.
-OCVEC_MAX_IMAGE_BYTES = 48 << 10
+# "ocvec" is for small maps: on 32x32 outputs it ran at half the direct
+# kernel's speed (its broadcasts sweep a padded image larger than L1), and
+# with few taps per output its scalar stores dominate (0.1-0.5x on 1- and
+# 3-channel first layers).  Those are left out of the measured choice (it
+# costs a few runs of each candidate); a pinned $FASTCONV_CONV_PATH=ocvec
+# still runs it on any geometry it takes.
+OCVEC_MAX_POSITIONS = 16 * 16  # output positions per image
 OCVEC_MIN_TAPS = 64
 
 
-def _ocvec_worth_measuring(g) -> bool:
-    """Whether both correlations "ocvec" runs (the forward on x, the input
-    gradient on d_out) have small padded images and enough taps per output."""
-    qh, qw = (g.kh - 1) * g.dh - g.ph, (g.kw - 1) * g.dw - g.pw  # the input gradient's padding
-    # padded planes as stack_geom lays them out: rows h + 2p, columns w + p (shared)
-    images = (g.c * (g.h + 2 * g.ph) * (g.w + g.pw), g.f * (g.oh + 2 * qh) * (g.ow + qw))
-    return 4 * max(images) <= OCVEC_MAX_IMAGE_BYTES and min(g.c, g.f) * g.kh * g.kw >= OCVEC_MIN_TAPS
+def _ocvec_worth_measuring(stage: str, g) -> bool:
+    """Whether "ocvec" is a candidate for ``stage`` of geometry g: small
+    output maps, enough taps per output -- in both correlations it runs (the
+    forward; the input gradient, stride 1 only: strided, its backward is the
+    direct kernel's, nothing to measure)."""
+    if stage == "backward" and (g.sh, g.sw) != (1, 1):
+        return False
+    positions = max(g.oh * g.ow, g.h * g.w if stage == "backward" else 0)
+    return positions <= OCVEC_MAX_POSITIONS and min(g.c, g.f) * g.kh * g.kw >= OCVEC_MIN_TAPS
 
 
 def _paths_for(g) -> list[str]:
@@ -218,7 +220,7 @@ def _paths_for(g) -> list[str]:
     names = ["implicit", "im2col"] if lib.fc_blas_ready() else ["im2col"]
     if g.groups == 1 or g.groups == g.c == g.f:  # one group, or depthwise
         names.append("direct")
-    if (g.groups == 1 and (g.sh, g.sw) == (1, 1) and 0 <= g.ph <= (g.kh - 1) * g.dh
+    if (g.groups == 1 and g.sh in (1, 2) and g.sw in (1, 2) and 0 <= g.ph <= (g.kh - 1) * g.dh
             and 0 <= g.pw <= (g.kw - 1) * g.dw):
         names.append("ocvec")
     # Winograd's blocks hold whole images: its scratch per thread is at least one
@@ -243,7 +245,7 @@ def conv_path(stage: str, x, wt, b, g) -> str:
     if pinned != "auto":
         raise ValueError(f"${ENV_CONV_PATH} must be auto, {', '.join(list(_CONV_PATHS)[:-1])} or "
                          f"{list(_CONV_PATHS)[-1]}, got {pinned!r}")
-    if "ocvec" in names and not _ocvec_worth_measuring(g):
+    if "ocvec" in names and not _ocvec_worth_measuring(stage, g):
         names.remove("ocvec")
     if len(names) == 1:
         return names[0]
