@@ -5,7 +5,6 @@ PyTorch (same threads, float32, batch 64, SGD with momentum).
 Each is validated first: fastconv backends against the NumPy reference
 backend, PyTorch against fastconv from the same weights."""
 import json
-import os
 import subprocess
 import sys
 import time

@@ -74,8 +74,9 @@ def apply_to_backend(module) -> None:
 
 # How long libgomp's idle threads spin before they sleep, in `pause`
 # iterations (GOMP_SPINCOUNT; `import fastconv` sets it unless the user set
-# it or OMP_WAIT_POLICY): 10000 is ~0.15 ms where a pause takes 15 ns (Intel
-# since Ice Lake, AMD Zen) and ~0.5 ms where it takes ~50 ns (Skylake).  That
+# it or OMP_WAIT_POLICY): 10000 is ~0.15 ms where a pause takes 15 ns (13-17
+# ns measured on the Xeon of the ninth session) and ~0.5 ms where it takes
+# ~50 ns (Intel's Skylake generation raised it to ~140 cycles).  That
 # spans the Python between two kernels of a training step, so the next
 # kernel finds its threads awake (a sleeping one takes ~0.1 ms to wake), and
 # still frees the cores soon for NumPy's BLAS threads.  Measured per training
