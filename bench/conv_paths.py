@@ -1,13 +1,13 @@
 """Every C convolution path on the CIFAR-sized shapes, each timed alone.
 
-    python bench/conv_paths.py [--batch 64] [--paths implicit,im2col,direct]
+    python bench/conv_paths.py [--batch 64] [--paths implicit,im2col,direct,ocvec,winograd]
 
 Prints GFLOP/s of the useful work (2 * N * F * OH * OW * C * KH * KW per
 pass) for forward (f), forward-size input + weight gradient (b) and the
-weight gradient alone (w), min of 5 runs after a warm-up, for implicit GEMM,
-im2col + matmul and direct convolution (c_backend._CONV_PATHS).  The results
-are checked against each other first.  This is what the per-shape choice
-(c_backend.conv_path) picks between; docs/performance.md has a run.
+weight gradient alone (w), min of 5 runs after a warm-up, for every path of
+c_backend._CONV_PATHS ("-" where a path does not take the shape).  The
+results are checked against each other first.  This is what the per-shape
+choice (c_backend.conv_path) picks between; docs/performance.md has a run.
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ import numpy as np
 from fastconv.backends import load
 from fastconv.functional.im2col import conv_geometry
 
-SHAPES = [  # (C, F, H = W, kernel, padding)
+SHAPES = [  # (C, F, H = W, kernel, padding[, stride])
     (3, 32, 32, 3, 1), (16, 16, 32, 3, 1), (32, 32, 32, 3, 1), (32, 32, 16, 3, 1), (32, 64, 16, 3, 1),
     (64, 64, 16, 3, 1), (32, 64, 14, 3, 1), (64, 64, 8, 3, 1), (64, 128, 8, 3, 1), (128, 128, 8, 3, 1),
-    (96, 192, 8, 3, 1), (192, 192, 4, 3, 1), (64, 128, 16, 1, 0),
+    (64, 128, 7, 3, 1), (96, 192, 8, 3, 1), (192, 192, 4, 3, 1), (64, 128, 16, 1, 0),
+    # ResNet's downsampling
+    (16, 32, 32, 3, 1, 2), (32, 64, 16, 3, 1, 2), (64, 128, 16, 3, 1, 2), (32, 64, 16, 1, 0, 2),
 ]
 
 
@@ -39,20 +41,24 @@ def best_of(fn, repeats=5) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--paths", default="implicit,im2col,direct", help="comma-separated subset")
+    parser.add_argument("--paths", default="implicit,im2col,direct,ocvec,winograd", help="comma-separated subset")
     args = parser.parse_args(argv)
     c = load("c")
     rng = np.random.default_rng(0)
     paths = [p for p in args.paths.split(",") if p in c._CONV_PATHS]
     print("C -> F, map | " + " | ".join(f"{p} f / b / w" for p in paths))
-    for ci, f, hw, k, p in SHAPES:
-        g = conv_geometry((args.batch, ci, hw, hw), k, k, 1, p, 1, f=f)
+    for ci, f, hw, k, p, *stride in SHAPES:
+        s = stride[0] if stride else 1
+        g = conv_geometry((args.batch, ci, hw, hw), k, k, s, p, 1, f=f)
         x = rng.standard_normal((args.batch, ci, hw, hw)).astype(np.float32)
         wt = rng.standard_normal((f, ci, k, k)).astype(np.float32)
         d_out = rng.standard_normal((args.batch, f, g.oh, g.ow)).astype(np.float32)
         flop = 2 * args.batch * f * g.oh * g.ow * ci * k * k
         cells, reference = [], None
         for name in paths:
+            if name not in c._paths_for(g):
+                cells.append("-")
+                continue
             fwd, bwd = c._CONV_PATHS[name]
             out, d_x, d_w = np.empty_like(d_out), np.empty_like(x), np.empty_like(wt)
             fwd(x, wt, None, out, g)
@@ -65,7 +71,7 @@ def main(argv=None):
             tb = best_of(lambda: bwd(x, wt, d_out, d_x, d_w, None, g))
             tw = best_of(lambda: bwd(x, wt, d_out, None, d_w, None, g))
             cells.append(f"{flop / tf / 1e9:.0f} / {2 * flop / tb / 1e9:.0f} / {flop / tw / 1e9:.0f}")
-        shape = f"{ci} -> {f}, {hw}x{hw}" + ("" if k == 3 else f", {k}x{k}")
+        shape = f"{ci} -> {f}, {hw}x{hw}" + ("" if k == 3 else f", {k}x{k}") + ("" if s == 1 else f", stride {s}")
         print(f"| {shape} | " + " | ".join(cells) + " |")
 
 
