@@ -14,10 +14,14 @@
  * 2*R*CW multiply-adds, and the tile (R, CW) is picked per map so that few
  * computed positions fall outside it (7x7: rows of 7; 8x8: rows of 4).
  *
- * The input gradient is the same kernel on the output gradient padded by
- * (K-1)*d - p with the flipped, transposed weights; the weight gradient is
- * the direct kernel's.  Each output element is one sum over the taps in
- * their fixed order: the same bits at any thread count.
+ * With stride 1, the input gradient is the same kernel on the output
+ * gradient padded by (K-1)*d - p with the flipped, transposed weights, and
+ * a 3x3 weight gradient runs the same blocking the other way (filter
+ * vectors x one channel's 9 taps, summed over a fixed block of images in
+ * registers); other weight gradients, and strided backwards, are the
+ * direct kernel's.  Each output element is one sum in a fixed order (taps;
+ * images in fixed blocks added in order): the same bits at any thread
+ * count.
  */
 
 /* Tiles (R rows x CW columns of positions) per register width: 2*R*CW
@@ -195,15 +199,110 @@ int FN(fc_conv2d_ocvec_fwd)(const REAL *restrict x, const REAL *restrict wt, con
     return status;
 }
 
-/* The weight (and bias) gradient from the direct kernel, the input gradient
- * from this one (stride 1; strided, the direct kernel's too). */
+/* part[fi*9c + ch*9 + i*3 + j] += the sum over the images b < bc of the
+ * block and their oh x ow positions of dyt_b[p][fi] * xp_b[ch plane +
+ * (oy + i)*wp + ox + j] (xp_b, dyt_b: image b's padded planes and its
+ * output gradient transposed to positions x fr): the weight gradient of a
+ * 3x3 convolution, stride 1, as register blocks of two vectors of filters x
+ * one channel's 9 taps -- per position two loads and 9 broadcasts feed 18
+ * multiply-adds, only at positions that exist; the block's sum leaves the
+ * registers once. */
+static void FN(ocvec_wgrad_block)(const REAL *restrict xps, int64_t xstride, int64_t plane, int64_t wp,
+                                  const REAL *restrict dyts, int64_t fr, int64_t bc, int64_t oh, int64_t ow,
+                                  int64_t c, int64_t f, double *restrict part) {
+    const int64_t taps = c * 9, ystride = oh * ow * fr;
+    for (int64_t f0 = 0; f0 < f; f0 += O_OB)
+        for (int64_t ch = 0; ch < c; ++ch) {
+            FN(dvec) acc[2][9] = {{{0}}};
+            for (int64_t b = 0; b < bc; ++b) {
+                const REAL *xc = xps + b * xstride + ch * plane, *dy = dyts + b * ystride + f0;
+                for (int64_t oy = 0; oy < oh; ++oy)
+                    for (int64_t ox = 0; ox < ow; ++ox) {
+                        const REAL *g = dy + (oy * ow + ox) * fr, *xr = xc + oy * wp + ox;
+                        const FN(dvec) g0 = FN(dload)(g), g1 = FN(dload)(g + DVEC);
+                        for (int i = 0; i < 3; ++i)
+                            for (int j = 0; j < 3; ++j) {
+                                const REAL v = xr[i * wp + j];
+                                acc[0][i * 3 + j] += g0 * v;
+                                acc[1][i * 3 + j] += g1 * v;
+                            }
+                    }
+            }
+            for (int v = 0; v < 2; ++v)
+                for (int t = 0; t < 9; ++t) {
+                    REAL lanes[DVEC];
+                    memcpy(lanes, &acc[v][t], sizeof lanes);
+                    for (int e = 0; e < DVEC && f0 + v * DVEC + e < f; ++e)
+                        part[(f0 + v * DVEC + e) * taps + ch * 9 + t] += lanes[e];
+                }
+        }
+}
+
+/* d_w, d_b (if asked) of a 3x3 convolution, stride 1, no dilation: per
+ * fixed block of images (FC_GRAD_BLOCKS, from n alone) the block's sums
+ * (ocvec_wgrad_block) added in double, the blocks summed in order
+ * (sum_blocks): the same bits at any thread count. */
+static int FN(ocvec_weight_grad)(const REAL *restrict x, const REAL *restrict d_out, REAL *restrict d_w,
+                                 REAL *restrict d_b, const fc_conv_geom *g) {
+    FC_CONV_LOCALS(g);
+    const FN(dgeom) d = FN(stack_geom)(c, f, fh, fw, dh, dw, h, w, ph, pw, 1, O_OB);
+    const int64_t taps = c * 9, ohw = oh * ow, fr = (f + O_OB - 1) / O_OB * O_OB;
+    const int64_t xstride = (FN(padded_size)(&d) + 3 * d.wp + DVEC + 15) / 16 * 16; /* + tile slack */
+    const int64_t blocks = n < FC_GRAD_BLOCKS ? n : FC_GRAD_BLOCKS, per_block = (n + blocks - 1) / blocks;
+    double *parts = calloc((size_t)(blocks * (f * taps + f)), sizeof(double));
+    if (parts == NULL) return FC_ERR_NOMEM;
+    int nomem = 0;
+#pragma omp parallel num_threads(fc_threads_for(2 * n * f * ohw * taps))
+    {
+        REAL *xps = fc_alloc_lines(sizeof(REAL) * xstride * per_block);
+        REAL *dyts = fc_alloc_lines(sizeof(REAL) * ohw * fr * per_block);
+        if (xps == NULL || dyts == NULL) {
+#pragma omp atomic write
+            nomem = 1;
+        } else {
+            memset(xps, 0, sizeof(REAL) * xstride * per_block); /* padding and slack stay zero */
+            memset(dyts, 0, sizeof(REAL) * ohw * fr * per_block); /* the filters past f stay zero */
+        }
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < blocks; ++blk) {
+            if (xps == NULL || dyts == NULL) continue;
+            double *part = parts + blk * (f * taps + f);
+            const int64_t first = blk * n / blocks, bc = (blk + 1) * n / blocks - first;
+            for (int64_t b = 0; b < bc; ++b) {
+                const REAL *dy = d_out + (first + b) * f * ohw;
+                REAL *dyt = dyts + b * ohw * fr;
+                FN(stack_planes)(x + (first + b) * c * h * w, xps + b * xstride, c, h, w, ph, pw, 1, &d, 1);
+                for (int64_t fi = 0; fi < f; ++fi) {
+                    double sum = 0;
+                    for (int64_t p = 0; p < ohw; ++p) {
+                        dyt[p * fr + fi] = dy[fi * ohw + p];
+                        sum += dy[fi * ohw + p];
+                    }
+                    part[f * taps + fi] += sum;
+                }
+            }
+            FN(ocvec_wgrad_block)(xps, xstride, d.hp * d.wp, d.wp, dyts, fr, bc, oh, ow, c, f, part);
+        }
+        free(xps);
+        free(dyts);
+    }
+    if (!nomem) FN(sum_blocks)(parts, blocks, f * taps, f, d_w, d_b);
+    free(parts);
+    return nomem ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* Stride 1: the weight (and bias) gradient of 3x3 kernels without dilation
+ * from ocvec_weight_grad, of others from the direct kernel; the input
+ * gradient from this path's correlation.  Strided: the direct kernel's
+ * backward. */
 int FN(fc_conv2d_ocvec_bwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict d_out,
                             REAL *restrict d_x, REAL *restrict d_w, REAL *restrict d_b, const fc_conv_geom *g) {
     if (!FN(ocvec_applies)(g)) return FC_ERR_SIZE;
     FC_CONV_LOCALS(g);
     if (fc_check_conv_sizes(n, c, h, w, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow) != FC_OK) return FC_ERR_SIZE;
-    const int strided = sh != 1 || sw != 1;
-    int status = FN(fc_conv2d_direct_bwd)(x, wt, d_out, strided ? d_x : NULL, d_w, d_b, g);
+    const int strided = sh != 1 || sw != 1, own_wgrad = !strided && fh == 3 && fw == 3 && dh == 1 && dw == 1;
+    int status = own_wgrad ? FN(ocvec_weight_grad)(x, d_out, d_w, d_b, g)
+                           : FN(fc_conv2d_direct_bwd)(x, wt, d_out, strided ? d_x : NULL, d_w, d_b, g);
     if (status != FC_OK || d_x == NULL || strided) return status;
     const int64_t fr = (c + O_OB - 1) / O_OB * O_OB;
     REAL *wflip = malloc(sizeof(REAL) * f * fh * fw * fr);

@@ -213,8 +213,9 @@ int fc_conv2d_direct_bwd_f64(const double *x, const double *wt, const double *d_
 /* Convolution with output channels along the vector lanes, strides 1 or 2,
  * one group, 0 <= padding <= (k-1)*d (csrc/conv_ocvec_tmpl.h, in
  * conv_direct.c): register blocks of two channel vectors x a tile of real
- * output positions, for small maps; the weight gradient (strided: the whole
- * backward) is the direct kernel's.  FC_ERR_SIZE for other geometries; b,
+ * output positions, for small maps; stride 1: its own input gradient and
+ * 3x3 weight gradient, other weight gradients (and strided backwards) the
+ * direct kernel's.  FC_ERR_SIZE for other geometries; b,
  * d_x and d_b may be NULL. */
 int fc_conv2d_ocvec_fwd_f32(const float *x, const float *wt, const float *b, float *out, const fc_conv_geom *g);
 int fc_conv2d_ocvec_bwd_f32(const float *x, const float *wt, const float *d_out, float *d_x, float *d_w,

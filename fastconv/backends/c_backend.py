@@ -178,7 +178,8 @@ BLAS_PATH = attach_blas()
 # - "ocvec": strides 1 and 2, one group: output channels along the vector
 #   lanes, register tiles of real output positions (csrc/conv_ocvec_tmpl.h;
 #   for small maps, where the direct kernel computes much padding); its
-#   weight gradient (and, strided, its input gradient) is the direct kernel's;
+#   stride-1 input gradient and 3x3 weight gradient are its own, the rest the
+#   direct kernel's;
 # - "winograd": 3x3, stride 1, one group: Winograd F(2x2, 3x3), 16 BLAS GEMMs
 #   per block of images on transformed tiles, 2.25x fewer multiplies
 #   (csrc/conv_winograd_tmpl.h; wins from ~48 channels on 8x8 to 16x16 maps);
