@@ -98,15 +98,16 @@ class _Residual(Layer):
         if tail is not None:
             d_out = np.asarray(d_out, dtype=self.dtype)
             d_h, tail.d_gamma[...], tail.d_beta[...] = F.batch_norm_backward(d_out, self._tail_cache)
-            with fused_backward(self.main, rewritten):
-                d_main = _chain_backward(stages, d_h)
-            if not self.shortcut:  # identity: the ReLU's gradient and the sum in one pass
-                return F.relu_gradient(d_out, self._tail_cache, add=d_main)
-            d_short = F.relu_gradient(d_out, self._tail_cache)
         else:
-            d_h = d_short = self.relu.backward(d_out)
-            with fused_backward(self.main, rewritten):
-                d_main = _chain_backward(stages, d_h)
+            d_h = self.relu.backward(d_out)
+        with fused_backward(self.main, rewritten):
+            d_main = _chain_backward(stages, d_h)
+        if tail is None:
+            d_short = d_h
+        elif not self.shortcut:  # identity: the ReLU's gradient and the sum in one pass
+            return F.relu_gradient(d_out, self._tail_cache, add=d_main)
+        else:
+            d_short = F.relu_gradient(d_out, self._tail_cache)
         return F.add(d_main, _chain_backward(self.shortcut, d_short), backend=self.relu.backend)
 
 
