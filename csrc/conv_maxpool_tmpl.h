@@ -143,12 +143,15 @@ static int FN(conv_pool_geom_ok)(const fc_conv_geom *cg, const fc_pool_geom *pg)
     __attribute__((unused)) const int64_t kh = (pg)->kh, kw = (pg)->kw, psh = (pg)->sh, psw = (pg)->sw, \
                                           poh = (pg)->oh, pow_ = (pg)->ow
 
+#include "conv_pool22_tmpl.h"
+
 /* out, idx (N, F, PH, PW) <- max pool (kh x kw, stride psh x psw, no padding)
  * of the convolution, which is computed one plane at a time in scratch. */
 int FN(fc_conv_maxpool_fwd)(const REAL *restrict x, const REAL *restrict wt, const REAL *restrict b,
                             REAL *restrict out, int64_t *restrict idx, const fc_conv_geom *cg,
                             const fc_pool_geom *pg) {
     if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    if (FN(p22_applies)(cg, pg)) return FN(p22_fwd)(x, wt, b, out, idx, cg, pg);
     FC_CONV_LOCALS(cg);
     FC_POOLED_LOCALS(pg);
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);
@@ -280,6 +283,7 @@ int FN(fc_conv_maxpool_bwd_params)(const REAL *restrict x, const REAL *restrict 
                                    REAL *restrict d_b, const fc_conv_geom *cg, const fc_pool_geom *pg,
                                    int64_t has_mask) {
     if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    if (FN(p22_applies)(cg, pg)) return FN(p22_bwd_params)(x, d_out, mask, idx, d_w, d_b, cg, pg, has_mask);
     FC_CONV_LOCALS(cg);
     FC_POOLED_LOCALS(pg);
     const FN(conv_scratch) s = FN(scratch_sizes)(h, w, fw, sw, ph, pw, dw, ow);

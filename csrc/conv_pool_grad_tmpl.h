@@ -288,6 +288,7 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restri
                                   const int64_t *restrict idx, const REAL *restrict wt, REAL *restrict d_x,
                                   const fc_conv_geom *cg, const fc_pool_geom *pg, int64_t has_mask) {
     if (!FN(conv_pool_geom_ok)(cg, pg)) return FC_ERR_SIZE;
+    if (FN(p22_applies)(cg, pg)) return FN(p22_bwd_input)(d_out, mask, idx, wt, d_x, cg, pg, has_mask);
     FC_CONV_LOCALS(cg);
     FC_POOLED_LOCALS(pg);
     const FN(wide_geom) g = FN(wide_sizes)(c, h, w, fh, fw, ph, pw, oh, ow, kh, kw, psh, psw, poh, pow_);

@@ -144,6 +144,44 @@ def test_conv2d_maxpool_weight_gradient_of_a_large_batch(backend, channels):
         np.testing.assert_allclose(mine, theirs, **TOL[np.float64])
 
 
+# The geometries C's phase kernels take (stride 1, no dilation, a 2x2/2 pool,
+# at most 27 taps, kernel sides <= 5): rows of pooled outputs longer than one
+# vector (float32 16 / float64 8 lanes with AVX-512), odd sizes whose last
+# row or column the pool drops, padding, 3x3 / 5x5 and non-square kernels.
+PHASE_CASES = [
+    ((3, 1, 28, 28), 5, 3, 0),    # the seed network's first layer
+    ((2, 1, 41, 37), 3, 3, 0),    # pooled rows of 19 / 17: two vectors, the last partial
+    ((2, 3, 32, 32), 4, 3, 1),    # a CIFAR first layer: 27 taps, pooled 16 = one whole vector
+    ((2, 2, 19, 35), 3, 5, 2),    # 5x5, padding 2
+    ((2, 1, 9, 14), 2, (2, 3), (1, 0)),  # the generic (non-3x3/5x5) body
+    ((1, 1, 3, 3), 1, 1, 0),      # a 1x1 kernel, one pooled output
+]
+
+
+@pytest.mark.parametrize("shape,f,k,p", PHASE_CASES)
+def test_conv2d_maxpool_phase_geometries(backend, dtype, shape, f, k, p):
+    """Every pooled column of every row, with and without the ReLU mask, as
+    the reference gives it (the C backend runs its phase kernels here)."""
+    x, w, b = _data(shape, f, k, dtype, seed=sum(shape))
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))  # the reference in double
+    ref_out, ref_idx = F.conv2d_maxpool(x64, w64, b64, padding=p, backend="numpy")
+    out, idx = F.conv2d_maxpool(x, w, b, padding=p, backend=backend)
+    np.testing.assert_allclose(out, ref_out, **TOL[dtype])
+    np.testing.assert_array_equal(idx, ref_idx)
+    g = np.random.default_rng(7).standard_normal(out.shape).astype(dtype)
+    relu_out = np.maximum(out, 0)
+    for mask in (None, relu_out):
+        m64 = None if mask is None else mask.astype(np.float64)
+        ref = F.conv2d_maxpool_backward_params(x64, g.astype(np.float64), idx, w.shape, padding=p, relu_out=m64,
+                                               backend="numpy")
+        ref += (F.conv2d_maxpool_backward_input(g.astype(np.float64), idx, w64, x.shape, padding=p, relu_out=m64,
+                                                backend="numpy"),)
+        got = F.conv2d_maxpool_backward_params(x, g, idx, w.shape, padding=p, relu_out=mask, backend=backend)
+        got += (F.conv2d_maxpool_backward_input(g, idx, w, x.shape, padding=p, relu_out=mask, backend=backend),)
+        for a, r in zip(got, ref):
+            np.testing.assert_allclose(a, r, **TOL[dtype])
+
+
 @pytest.mark.parametrize("channels", [1, 6])
 def test_conv2d_maxpool_with_relu(backend, dtype, channels):
     """relu=True is the ReLU of the pooled output; relu_out makes the
