@@ -227,10 +227,14 @@ static int FN(conv_maxpool_bwd_params_wide)(const REAL *restrict x, const REAL *
                         bad += FN(winner_positions)(idx + at, pos, ow, g.uw, kh, kw, psh, psw, poh, pow_);
                         int64_t e = fi * pooled;
                         for (int64_t k = 0; k < pooled; ++k) {
-                            /* a zero, or a unit the ReLU after the pool zeroed, adds nothing */
-                            if (pos[k] < 0 || d_out[at + k] == 0 || (has_mask && mask[at + k] <= 0)) continue;
-                            gs[e] = d_out[at + k];
-                            rows[e++] = table + pos[k] * g.tp;
+                            /* a zero, or a unit the ReLU after the pool zeroed, adds
+                             * nothing: written anyway, kept by the count (no branch
+                             * to mispredict on the data) */
+                            const REAL gv = d_out[at + k], mv = mask[at + k]; /* mask is d_out when there is none */
+                            const int keep = (pos[k] >= 0) & (gv != 0) & (!has_mask | !(mv <= 0));
+                            gs[e] = gv;
+                            rows[e] = table + (pos[k] >= 0 ? pos[k] : 0) * g.tp;
+                            e += keep;
                         }
                         cnt[fi] = e - fi * pooled;
                     }
@@ -308,8 +312,8 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restri
     {
         REAL *dxh = malloc(sizeof(REAL) * g.hp * g.wp * c);
         REAL *dtab = fc_alloc_lines(sizeof(REAL) * positions * g.tp); /* patch gradients, one row per position */
-        int64_t *start = malloc(sizeof(int64_t) * (positions + 1));
-        int64_t *fill = malloc(sizeof(int64_t) * positions);
+        int64_t *start = malloc(sizeof(int64_t) * (positions + 2)); /* and the bucket of what adds nothing */
+        int64_t *fill = malloc(sizeof(int64_t) * (positions + 1));
         REAL *gs = malloc(sizeof(REAL) * f * pooled);
         const REAL **rows = malloc(sizeof(REAL *) * f * pooled);
         REAL *spare = malloc(sizeof(REAL) * WIDE_NB * CONV_VEC); /* the unused half of a pair */
@@ -324,24 +328,26 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restri
             if (!ok) continue;
             const REAL *gi = d_out + img * f * pooled;
             const int64_t *ii = idx + img * f * pooled;
-            /* bucket the winners by output position (a stable counting sort) */
-            for (int64_t r = 0; r <= positions; ++r) start[r] = 0;
+            /* bucket the winners by output position (a stable counting sort);
+             * what adds nothing -- a bad index, a zero, a unit the ReLU after
+             * the pool zeroed -- goes to one more bucket, `positions`, never
+             * summed (no branch to mispredict on the data) */
+            for (int64_t r = 0; r <= positions + 1; ++r) start[r] = 0;
             for (int64_t fi = 0; fi < f; ++fi)
                 bad += FN(winner_positions)(ii + fi * pooled, pos + fi * pooled, ow, g.uw, kh, kw, psh, psw,
                                             poh, pow_);
             const REAL *mi = mask + img * f * pooled;
             for (int64_t k = 0; k < f * pooled; ++k) {
-                /* a zero, or a unit the ReLU after the pool zeroed, adds nothing */
-                if (gi[k] == 0 || (has_mask && mi[k] <= 0)) pos[k] = -1;
-                start[pos[k] + 1] += pos[k] >= 0;
+                const int keep = (pos[k] >= 0) & (gi[k] != 0) & (!has_mask | !(mi[k] <= 0));
+                pos[k] = keep ? pos[k] : (int32_t)positions;
+                start[pos[k] + 1] += 1;
             }
-            for (int64_t r = 0; r < positions; ++r) {
+            for (int64_t r = 0; r <= positions; ++r) {
                 start[r + 1] += start[r];
                 fill[r] = start[r];
             }
             for (int64_t fi = 0; fi < f; ++fi)
                 for (int64_t k = fi * pooled; k < (fi + 1) * pooled; ++k) {
-                    if (pos[k] < 0) continue;
                     const int64_t e = fill[pos[k]]++;
                     gs[e] = gi[k];
                     rows[e] = wperm + fi * g.tp;
