@@ -55,11 +55,13 @@ typedef struct {
     int64_t pwv; /* pooled row length rounded up to whole vectors */
 } FN(p22_geom);
 
-static FN(p22_geom) FN(p22_sizes)(int64_t h, int64_t ph, int64_t fw, int64_t pow_) {
+static FN(p22_geom) FN(p22_sizes)(int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t fw, int64_t pow_) {
     FN(p22_geom) g;
     g.hp = h + 2 * ph;
     g.pwv = (pow_ + CONV_VEC - 1) / CONV_VEC * CONV_VEC;
     g.wq = g.pwv + fw / 2; /* the last lane's column px + (1 + fw - 1) / 2 */
+    const int64_t half = (w + 2 * pw + 1) / 2; /* and every padded column (the input gradient is copied out of them) */
+    g.wq = g.wq > half ? g.wq : half;
     return g;
 }
 
@@ -302,7 +304,7 @@ static int FN(p22_bwd_params)(const REAL *restrict x, const REAL *restrict d_out
                               const fc_conv_geom *cg, const fc_pool_geom *pg, int64_t has_mask) {
     FC_CONV_LOCALS(cg);
     const int64_t poh = pg->oh, pow_ = pg->ow, pooled = poh * pow_, taps = c * fh * fw;
-    const FN(p22_geom) g = FN(p22_sizes)(h, ph, fw, pow_);
+    const FN(p22_geom) g = FN(p22_sizes)(h, w, ph, pw, fw, pow_);
     const int64_t blocks = (n + P22_BLOCK - 1) / P22_BLOCK;
     double *part = calloc(blocks * f * (taps + 1), sizeof(double)); /* per block, per filter: taps, bias */
     int64_t *base = FN(p22_window_bases)(ow, poh, pow_);
@@ -405,7 +407,7 @@ static int FN(p22_bwd_input)(const REAL *restrict d_out, const REAL *restrict ma
                              const fc_pool_geom *pg, int64_t has_mask) {
     FC_CONV_LOCALS(cg);
     const int64_t poh = pg->oh, pow_ = pg->ow, pooled = poh * pow_, taps = c * fh * fw;
-    const FN(p22_geom) g = FN(p22_sizes)(h, ph, fw, pow_);
+    const FN(p22_geom) g = FN(p22_sizes)(h, w, ph, pw, fw, pow_);
     int64_t *base = FN(p22_window_bases)(ow, poh, pow_);
     if (base == NULL) return FC_ERR_NOMEM;
     int failed = 0;
@@ -451,7 +453,7 @@ static int FN(p22_fwd)(const REAL *restrict x, const REAL *restrict wt, const RE
                        int64_t *restrict idx, const fc_conv_geom *cg, const fc_pool_geom *pg) {
     FC_CONV_LOCALS(cg);
     const int64_t poh = pg->oh, pow_ = pg->ow, pooled = poh * pow_, taps = c * fh * fw;
-    const FN(p22_geom) g = FN(p22_sizes)(h, ph, fw, pow_);
+    const FN(p22_geom) g = FN(p22_sizes)(h, w, ph, pw, fw, pow_);
     int failed = 0;
 #pragma omp parallel num_threads(fc_threads_for(n * f * pooled * taps * 4))
     {

@@ -155,6 +155,10 @@ PHASE_CASES = [
     ((2, 2, 19, 35), 3, 5, 2),    # 5x5, padding 2
     ((2, 1, 9, 14), 2, (2, 3), (1, 0)),  # the generic (non-3x3/5x5) body
     ((1, 1, 3, 3), 1, 1, 0),      # a 1x1 kernel, one pooled output
+    # pooled rows of whole vectors (8 / 16) under an odd width: the last input
+    # column, read only by a dropped output, still gets its (zero) gradient
+    ((2, 1, 19, 19), 2, 3, 0),
+    ((2, 1, 35, 35), 2, 3, 0),
 ]
 
 
