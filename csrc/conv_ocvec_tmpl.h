@@ -28,12 +28,14 @@
  * accumulators, two weight vectors and a broadcast within the 32 (AVX-512)
  * or 16 (AVX2, SSE) vector registers.  A map takes the tile that computes
  * the fewest positions outside it, the larger on a tie (7x7: 1 x 7; 8x8 and
- * 16x16: 2 x 4; 14x14: 2 x 7). */
+ * 16x16: 2 x 4; 14x14: 2 x 7; 10x10, such as the seed network's second
+ * convolution cropped for its pool, and 5x5: 2 x 5). */
 #if FC_VBYTES >= 64
-#define O_TILES {{2, 7}, {3, 4}, {1, 7}, {2, 4}}
+#define O_TILES {{2, 7}, {3, 4}, {1, 7}, {2, 4}, {2, 5}}
 #else
-#define O_TILES {{1, 6}, {2, 3}, {1, 4}, {2, 2}}
+#define O_TILES {{1, 6}, {2, 3}, {1, 4}, {2, 2}, {1, 5}}
 #endif
+#define O_NTILES 5
 #define O_OB (2 * DVEC) /* output channels per register block */
 #define O_MAXP 14       /* most positions in a tile */
 
@@ -83,7 +85,7 @@ static inline __attribute__((always_inline)) void FN(ocvec_tiles)(
     const REAL *restrict xp, const int64_t *restrict off, int64_t taps, const REAL *restrict w, int64_t rstride,
     REAL *restrict out, int64_t f0, int64_t f, int64_t oh, int64_t ow, const REAL *restrict bias, int t,
     const int SX) {
-    static const int tiles[4][2] = O_TILES;
+    static const int tiles[O_NTILES][2] = O_TILES;
     for (int64_t oy = 0; oy < oh; oy += tiles[t][0])
         for (int64_t ox = 0; ox < ow; ox += tiles[t][1]) {
             /* the tile's sizes as constants: its loops unrolled, accumulators in registers */
@@ -96,9 +98,12 @@ static inline __attribute__((always_inline)) void FN(ocvec_tiles)(
             else if (t == 2)
                 FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[2][0],
                                 tiles[2][1]);
-            else
+            else if (t == 3)
                 FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[3][0],
                                 tiles[3][1]);
+            else
+                FN(ocvec_block)(xp, off, taps, w, rstride, out, f0, f, oh, ow, oy, ox, bias, SX, tiles[4][0],
+                                tiles[4][1]);
         }
 }
 
@@ -108,9 +113,9 @@ static inline __attribute__((always_inline)) void FN(ocvec_tiles)(
 static void FN(ocvec_image)(const REAL *restrict xp, const int64_t *restrict off, int64_t taps,
                             const REAL *restrict wb, int64_t wp, int64_t sy, int64_t sx, REAL *restrict out,
                             int64_t f, int64_t oh, int64_t ow, const REAL *restrict bias) {
-    static const int tiles[4][2] = O_TILES;
+    static const int tiles[O_NTILES][2] = O_TILES;
     int t = 0;
-    for (int u = 1; u < 4; ++u)
+    for (int u = 1; u < O_NTILES; ++u)
         if (FN(ocvec_computed)(oh, ow, tiles[u][0], tiles[u][1]) < FN(ocvec_computed)(oh, ow, tiles[t][0], tiles[t][1]))
             t = u;
     for (int64_t f0 = 0; f0 < f; f0 += O_OB) {
@@ -315,5 +320,6 @@ int FN(fc_conv2d_ocvec_bwd)(const REAL *restrict x, const REAL *restrict wt, con
 }
 
 #undef O_TILES
+#undef O_NTILES
 #undef O_OB
 #undef O_MAXP

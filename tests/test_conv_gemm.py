@@ -233,6 +233,9 @@ def test_the_c_winograd_kernels_refuse_other_geometries():
     dict(n=4, c=33, h=8, w=8, f=33, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
     dict(n=3, c=20, h=4, w=4, f=17, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
     dict(n=2, c=9, h=14, w=14, f=40, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
+    # 10x10 and 5x5 (2 x 5 with AVX-512, 1 x 5 below): the seed network's second convolution cropped
+    dict(n=3, c=32, h=12, w=12, f=64, k=(3, 3), padding=(0, 0), dilation=(1, 1)),
+    dict(n=2, c=12, h=5, w=5, f=20, k=(3, 3), padding=(1, 1), dilation=(1, 1)),
     # tiles past the map's last rows and columns (odd sizes), 1x1 maps, unpadded, 1x1 kernels,
     # dilation, unequal kernels and padding, one filter, one channel
     dict(n=3, c=6, h=11, w=13, f=9, k=(3, 3), padding=(0, 1), dilation=(1, 1)),
