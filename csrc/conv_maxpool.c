@@ -10,3 +10,10 @@
 
 #define FC_TEMPLATE "conv_maxpool_tmpl.h"
 #include "instantiate.h"
+
+/* Whether the conv + max pool kernels take this geometry with their phase
+ * kernels (conv_pool22_tmpl.h), so the forward should run them rather than
+ * im2row + GEMM (fastconv/functional/conv.py asks). */
+int fc_conv_maxpool_phase_ok(const fc_conv_geom *cg, const fc_pool_geom *pg) {
+    return conv_pool_geom_ok_f32(cg, pg) && p22_applies_f32(cg, pg);
+}

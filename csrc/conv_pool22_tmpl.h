@@ -37,10 +37,11 @@ typedef int64_t FN(idx_block) __attribute__((vector_size(CONV_VEC * 8), aligned(
 /* Largest kernel side the cell arrays below hold. */
 #define P22_MAX_K 5
 #define P22_MAX_CELLS ((P22_MAX_K + 1) * (P22_MAX_K + 1))
-/* At most this many taps (C*KH*KW): the gradients do the dense work of the
- * four window positions, which the winner-sparse kernels beat when a patch
- * is long (a second layer's hundreds of taps). */
-#define P22_MAX_TAPS 27
+/* At most this many taps (C*KH*KW; 3 x 5 x 5, LeNet's first layer): the
+ * gradients do the dense work of the four window positions, which the
+ * winner-sparse kernels beat when a patch is long (a second layer's hundreds
+ * of taps).  CNN measures this path against the plain layers per shape. */
+#define P22_MAX_TAPS 75
 
 /* Whether the phase kernels take this (checked) geometry. */
 static int FN(p22_applies)(const fc_conv_geom *cg, const fc_pool_geom *pg) {
@@ -113,60 +114,98 @@ static inline FN(vblock) FN(p22_pick)(FN(iblock) when, FN(vblock) a, FN(vblock) 
     return (FN(vblock))(((FN(iblock))a & when) | ((FN(iblock))b & ~when));
 }
 
-/* One filter's pooled plane: out, idx (PH x PW) <- max over each 2x2 window
- * of bias + the correlation, the first maximum (or first NaN) winning.
+/* a[r][2 * dy + dx] <- bias + the correlation at window position (dy, dx)
+ * of pooled rows py + r (r < R), columns v0 .. v0 + CONV_VEC: R rows at
+ * once give 4R independent chains of multiply-adds (four wait on their
+ * latency with many taps: LeNet's 75), and each input vector is loaded once
+ * for all the taps that read it (a load per multiply-add, most of them
+ * across two cache lines, had halved the rate). */
+static inline __attribute__((always_inline)) void FN(p22_window_sums)(
+    const REAL *restrict xq, const REAL *restrict wf, REAL bias, int64_t c, const int64_t fh, const int64_t fw,
+    int64_t py, int64_t v0, FN(p22_geom) g, const int R, FN(vblock) a[2][4]) {
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 4; ++k) a[r][k] = (FN(vblock)){0} + bias;
+    FN(vblock) cells[P22_MAX_K + 1];
+    for (int64_t ch = 0; ch < c; ++ch)
+        /* input row 2 * py + u at a time: its fw + 1 cells loaded once feed
+         * every (row r, dy, tap i) with 2 * r + dy + i == u */
+        for (int64_t u = 0; u < fh + 2 * R; ++u) {
+            for (int64_t v = 0; v <= fw; ++v)
+                cells[v] = *(const FN(vblock) *)(xq + FN(p22_row)(ch, v & 1, 2 * py + u, g) + v0 + (v >> 1));
+            for (int r = 0; r < R; ++r)
+                for (int dy = 0; dy < 2; ++dy) {
+                    const int64_t i = u - 2 * r - dy;
+                    if (i < 0 || i >= fh) continue;
+                    for (int64_t j = 0; j < fw; ++j) {
+                        const REAL wv = wf[(ch * fh + i) * fw + j];
+                        for (int dx = 0; dx < 2; ++dx) a[r][2 * dy + dx] += wv * cells[dx + j];
+                    }
+                }
+        }
+}
+
+/* out, idx of pooled row py, columns v0 .. v0 + CONV_VEC <- the max of the
+ * four window sums a and its plane index.  The window's scan order is (0,0),
+ * (0,1), (1,0), (1,1), a later position winning only when larger or the
+ * first NaN: as a tournament (two levels, not three dependent steps), each
+ * row's first maximum, then the bottom one only if it beats the top.
  * `room`: elements of out / idx from the plane's start that this task
  * writes later anyway (the rest of its image's planes). */
+static inline __attribute__((always_inline)) void FN(p22_pool_store)(
+    const FN(vblock) a[4], REAL *restrict out, int64_t *restrict idx, int64_t room, int64_t ow, int64_t pow_,
+    int64_t py, int64_t v0, FN(idx_block) lane2) {
+    const FN(iblock) right_top = FN(p22_beats)(a[1], a[0]), right_bottom = FN(p22_beats)(a[3], a[2]);
+    const FN(vblock) top = FN(p22_pick)(right_top, a[1], a[0]);
+    const FN(vblock) bottom = FN(p22_pick)(right_bottom, a[3], a[2]);
+    const FN(iblock) down = FN(p22_beats)(bottom, top);
+    const FN(vblock) best = FN(p22_pick)(down, bottom, top);
+    const FN(iblock) off = (down & ((FN(lane_int))ow + (right_bottom & 1))) | (~down & right_top & 1);
+    const int64_t at = py * pow_ + v0;
+    /* the winners' plane indices, as one vector of int64 lanes */
+    const FN(idx_block) at_idx = __builtin_convertvector(off, FN(idx_block)) + (2 * py * ow + 2 * v0) + lane2;
+    if (at + CONV_VEC <= room) {
+        /* whole vectors: lanes past the row land on the next row or plane
+         * of this image, which this task writes later (the caller makes
+         * room smaller where it already has) */
+        *(FN(vblock) *)(out + at) = best;
+        *(FN(idx_block) *)(idx + at) = at_idx;
+    } else {
+        REAL best_lane[CONV_VEC];
+        int64_t idx_lane[CONV_VEC];
+        *(FN(vblock) *)best_lane = best;
+        *(FN(idx_block) *)idx_lane = at_idx;
+        const int64_t cnt = pow_ - v0 < CONV_VEC ? pow_ - v0 : CONV_VEC;
+        for (int64_t l = 0; l < cnt; ++l) {
+            out[at + l] = best_lane[l];
+            idx[at + l] = idx_lane[l];
+        }
+    }
+}
+
+/* One filter's pooled plane: out, idx (PH x PW) <- max over each 2x2 window
+ * of bias + the correlation, the first maximum (or first NaN) winning; two
+ * pooled rows at a time, rows in order (see p22_pool_store's `room`). */
 static inline __attribute__((always_inline)) void FN(p22_fwd_body)(
     const REAL *restrict xq, const REAL *restrict wf, REAL bias, REAL *restrict out, int64_t *restrict idx,
     int64_t room, int64_t c, const int64_t fh, const int64_t fw, int64_t ow, int64_t poh, int64_t pow_,
     FN(p22_geom) g) {
-    FN(vblock) cells[P22_MAX_CELLS];
     FN(idx_block) lane2; /* 2 * lane: the column of each lane's window */
     for (int l = 0; l < CONV_VEC; ++l) lane2[l] = 2 * l;
-    for (int64_t py = 0; py < poh; ++py)
+    FN(vblock) a[2][4];
+    int64_t py = 0;
+    for (; py + 2 <= poh; py += 2)
         for (int64_t v0 = 0; v0 < pow_; v0 += CONV_VEC) {
-            FN(vblock) a[4];
-            for (int k = 0; k < 4; ++k) a[k] = (FN(vblock)){0} + bias;
-            for (int64_t ch = 0; ch < c; ++ch) {
-                FN(p22_load_cells)(xq, cells, ch, py, v0, fh, fw, g);
-                for (int64_t i = 0; i < fh; ++i)
-                    for (int64_t j = 0; j < fw; ++j) {
-                        const REAL wv = wf[(ch * fh + i) * fw + j];
-                        for (int dy = 0; dy < 2; ++dy)
-                            for (int dx = 0; dx < 2; ++dx)
-                                a[2 * dy + dx] += wv * cells[(dy + i) * (fw + 1) + dx + j];
-                    }
-            }
-            /* the window's scan order (0,0), (0,1), (1,0), (1,1), where a
-             * later position wins only when larger or the first NaN, as a
-             * tournament (two levels, not three dependent steps): each row's
-             * first maximum, then the bottom one only if it beats the top */
-            const FN(iblock) right_top = FN(p22_beats)(a[1], a[0]), right_bottom = FN(p22_beats)(a[3], a[2]);
-            const FN(vblock) top = FN(p22_pick)(right_top, a[1], a[0]);
-            const FN(vblock) bottom = FN(p22_pick)(right_bottom, a[3], a[2]);
-            const FN(iblock) down = FN(p22_beats)(bottom, top);
-            const FN(vblock) best = FN(p22_pick)(down, bottom, top);
-            const FN(iblock) off = (down & ((FN(lane_int))ow + (right_bottom & 1))) | (~down & right_top & 1);
-            const int64_t at = py * pow_ + v0;
-            /* the winners' plane indices, as one vector of int64 lanes */
-            const FN(idx_block) at_idx = __builtin_convertvector(off, FN(idx_block)) + (2 * py * ow + 2 * v0) + lane2;
-            if (at + CONV_VEC <= room) {
-                /* whole vectors: lanes past the row land on the next row or
-                 * plane of this image, which this task writes later */
-                *(FN(vblock) *)(out + at) = best;
-                *(FN(idx_block) *)(idx + at) = at_idx;
-            } else {
-                REAL best_lane[CONV_VEC];
-                int64_t idx_lane[CONV_VEC];
-                *(FN(vblock) *)best_lane = best;
-                *(FN(idx_block) *)idx_lane = at_idx;
-                const int64_t cnt = pow_ - v0 < CONV_VEC ? pow_ - v0 : CONV_VEC;
-                for (int64_t l = 0; l < cnt; ++l) {
-                    out[at + l] = best_lane[l];
-                    idx[at + l] = idx_lane[l];
-                }
-            }
+            FN(p22_window_sums)(xq, wf, bias, c, fh, fw, py, v0, g, 2, a);
+            /* with several vectors a row, row py's last one would spill onto
+             * row py + 1's first, already written: stored exactly */
+            const int last_of_several = v0 > 0 && v0 + CONV_VEC >= pow_;
+            FN(p22_pool_store)(a[0], out, idx, last_of_several ? 0 : room, ow, pow_, py, v0, lane2);
+            FN(p22_pool_store)(a[1], out, idx, room, ow, pow_, py + 1, v0, lane2);
+        }
+    if (py < poh)
+        for (int64_t v0 = 0; v0 < pow_; v0 += CONV_VEC) {
+            FN(p22_window_sums)(xq, wf, bias, c, fh, fw, py, v0, g, 1, a);
+            FN(p22_pool_store)(a[0], out, idx, room, ow, pow_, py, v0, lane2);
         }
 }
 
@@ -258,7 +297,7 @@ static inline __attribute__((always_inline)) void FN(p22_params_body)(
     const REAL *restrict xq, const REAL *restrict grad, const FN(lane_int) *restrict code, FN(vblock) *restrict acc,
     FN(vblock) *restrict bias_acc, int64_t c, const int64_t fh, const int64_t fw, int64_t poh, int64_t pow_,
     FN(p22_geom) g) {
-    FN(vblock) cells[P22_MAX_CELLS], s[P22_MAX_K * P22_MAX_K];
+    FN(vblock) cells[P22_MAX_K + 1], s[P22_MAX_K * P22_MAX_K];
     for (int64_t ch = 0; ch < c; ++ch) {
         for (int64_t t = 0; t < fh * fw; ++t) s[t] = acc[ch * fh * fw + t];
         for (int64_t py = 0; py < poh; ++py)
@@ -269,12 +308,17 @@ static inline __attribute__((always_inline)) void FN(p22_params_body)(
                 FN(vblock) gk[4];
                 for (int k = 0; k < 4; ++k) gk[k] = FN(p22_grad_at)(gv, cv, k);
                 if (ch == 0) *bias_acc += gv;
-                FN(p22_load_cells)(xq, cells, ch, py, v0, fh, fw, g);
-                for (int64_t i = 0; i < fh; ++i)
-                    for (int64_t j = 0; j < fw; ++j)
-                        for (int dy = 0; dy < 2; ++dy)
-                            for (int dx = 0; dx < 2; ++dx)
-                                s[i * fw + j] += gk[2 * dy + dx] * cells[(dy + i) * (fw + 1) + dx + j];
+                /* input row 2 * py + u at a time (as p22_window_sums) */
+                for (int64_t u = 0; u <= fh; ++u) {
+                    for (int64_t v = 0; v <= fw; ++v)
+                        cells[v] = *(const FN(vblock) *)(xq + FN(p22_row)(ch, v & 1, 2 * py + u, g) + v0 + (v >> 1));
+                    for (int dy = 0; dy < 2; ++dy) {
+                        const int64_t i = u - dy;
+                        if (i < 0 || i >= fh) continue;
+                        for (int64_t j = 0; j < fw; ++j)
+                            for (int dx = 0; dx < 2; ++dx) s[i * fw + j] += gk[2 * dy + dx] * cells[dx + j];
+                    }
+                }
             }
         for (int64_t t = 0; t < fh * fw; ++t) acc[ch * fh * fw + t] = s[t];
     }

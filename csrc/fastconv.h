@@ -177,6 +177,10 @@ int fc_conv_maxpool_fwd_f64(const double *x, const double *wt, const double *b, 
 int fc_conv_maxpool_bwd_params_f64(const double *x, const double *d_out, const double *mask, const int64_t *idx,
                                    double *d_w, double *d_b, const fc_conv_geom *cg, const fc_pool_geom *pg,
                                    int64_t has_mask);
+/* 1 when the conv_maxpool kernels take this geometry with their phase kernels
+ * (stride 1, no dilation, a 2x2/2 pool, few taps): the forward then beats
+ * im2row + GEMM. */
+int fc_conv_maxpool_phase_ok(const fc_conv_geom *cg, const fc_pool_geom *pg);
 /* The input gradient of conv_maxpool, from the pooled gradient and indices
  * alone (csrc/conv_pool_grad_tmpl.h); any tap count. */
 int fc_conv_maxpool_bwd_input_f32(const float *d_out, const float *mask, const int64_t *idx, const float *wt,

@@ -145,13 +145,14 @@ def test_conv2d_maxpool_weight_gradient_of_a_large_batch(backend, channels):
 
 
 # The geometries C's phase kernels take (stride 1, no dilation, a 2x2/2 pool,
-# at most 27 taps, kernel sides <= 5): rows of pooled outputs longer than one
+# at most 75 taps, kernel sides <= 5): rows of pooled outputs longer than one
 # vector (float32 16 / float64 8 lanes with AVX-512), odd sizes whose last
 # row or column the pool drops, padding, 3x3 / 5x5 and non-square kernels.
 PHASE_CASES = [
     ((3, 1, 28, 28), 5, 3, 0),    # the seed network's first layer
     ((2, 1, 41, 37), 3, 3, 0),    # pooled rows of 19 / 17: two vectors, the last partial
     ((2, 3, 32, 32), 4, 3, 1),    # a CIFAR first layer: 27 taps, pooled 16 = one whole vector
+    ((2, 3, 32, 32), 6, 5, 0),    # LeNet-5's first layer: 75 taps, the most the phase kernels take
     ((2, 2, 19, 35), 3, 5, 2),    # 5x5, padding 2
     ((2, 1, 9, 14), 2, (2, 3), (1, 0)),  # the generic (non-3x3/5x5) body
     ((1, 1, 3, 3), 1, 1, 0),      # a 1x1 kernel, one pooled output

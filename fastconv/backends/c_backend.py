@@ -81,6 +81,13 @@ TUNING_ID = _tuning_id(ISA_LEVEL, _EXTENSION_FILE)
 # conv2d_maxpool with many taps runs im2row + GEMM + rows_maxpool (functional/conv.py)
 CONV_MAXPOOL_VIA_ROWS = True
 FUSE_CONV_POOL = True
+
+
+def conv_maxpool_direct(cg, pg) -> bool:
+    """Whether conv2d_maxpool's forward runs conv_maxpool_fwd even with many
+    taps: its phase kernels take the geometry (csrc/conv_pool22_tmpl.h)."""
+    return bool(lib.fc_conv_maxpool_phase_ok(_c_value(cg), _c_value(pg)))
+
 # CNN runs BatchNorm2D -> ReLU -> MaxPool2D through bnpool_* (layers/fused.py
 # BatchNormReLUPool): one pass each way instead of the layers' five.
 FUSE_BN_POOL = True

@@ -26,7 +26,9 @@ from .pooling import pool_geometry
 
 # C*KH*KW up to which conv2d_maxpool computes the convolution directly (the
 # output plane in registers): a 1-channel 3x3 or 5x5 kernel.  Beyond, on the
-# backends that say CONV_MAXPOOL_VIA_ROWS, im2row + GEMM + pool is faster.
+# backends that say CONV_MAXPOOL_VIA_ROWS, im2row + GEMM + pool is faster --
+# unless the backend's conv_maxpool_direct(cg, pg) says its kernel is fast on
+# that geometry too (C's phase kernels: up to 75 taps with a 2x2/2 pool).
 DIRECT_MAX_TAPS = 25
 # Largest im2row matrix (bytes) built at once; bigger batches run in chunks.
 MAX_ROW_BYTES = 16 * 2**20
@@ -70,7 +72,9 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     out = np.empty((n, f, poh, pow_), dtype=x.dtype)
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
     kernels = backends.resolve(backend)
-    if cg.c * cg.kh * cg.kw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS:
+    direct = getattr(kernels, "conv_maxpool_direct", None)  # a backend whose kernel is fast on more taps
+    if (cg.c * cg.kh * cg.kw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS
+            and not (direct is not None and direct(cg, pg))):
         _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, cg, pg)
     else:
         kernels.conv_maxpool_fwd(x, weights, bias, out, indices, cg, pg)
