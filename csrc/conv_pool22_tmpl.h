@@ -93,17 +93,6 @@ static void FN(p22_phases)(const REAL *restrict img, REAL *restrict xq, int64_t 
         }
 }
 
-/* cells[u * (fw + 1) + v] <- the vector of input cell (u, v) under pooled
- * row py, columns v0 .. v0 + CONV_VEC of channel ch. */
-static inline __attribute__((always_inline)) void FN(p22_load_cells)(const REAL *restrict xq, FN(vblock) *cells,
-                                                                    int64_t ch, int64_t py, int64_t v0,
-                                                                    const int64_t fh, const int64_t fw,
-                                                                    FN(p22_geom) g) {
-    for (int64_t u = 0; u <= fh; ++u)
-        for (int64_t v = 0; v <= fw; ++v)
-            cells[u * (fw + 1) + v] = *(const FN(vblock) *)(xq + FN(p22_row)(ch, v & 1, 2 * py + u, g) + v0 + (v >> 1));
-}
-
 /* Lanes where v beats best in max pooling's scan: larger, or the first NaN. */
 static inline FN(iblock) FN(p22_beats)(FN(vblock) v, FN(vblock) best) {
     return (v > best) | ((v != v) & (best == best));
