@@ -257,6 +257,17 @@ int fc_relu_f64(const double *x, double *out, int64_t size);
 int fc_relu_bwd_f64(const double *d_out, const double *out, double *d_x, int64_t size);
 int fc_relu_bwd_add_f64(const double *d_out, const double *out, const double *other, double *d_x, int64_t size);
 int fc_add_f64(const double *a, const double *b, double *out, int64_t size);
+/* Planes cropped to their top-left rows x cols and back (csrc/elementwise.c):
+ * dst (planes, rows, cols) <- src (planes, h, w)[:, :rows, :cols], and
+ * dst (planes, h, w) <- src (planes, rows, cols) padded with zeros. */
+int fc_crop_planes_f32(const float *src, float *dst, int64_t planes, int64_t h, int64_t w, int64_t rows,
+                       int64_t cols);
+int fc_pad_planes_f32(const float *src, float *dst, int64_t planes, int64_t h, int64_t w, int64_t rows,
+                      int64_t cols);
+int fc_crop_planes_f64(const double *src, double *dst, int64_t planes, int64_t h, int64_t w, int64_t rows,
+                       int64_t cols);
+int fc_pad_planes_f64(const double *src, double *dst, int64_t planes, int64_t h, int64_t w, int64_t rows,
+                      int64_t cols);
 /* The cache of large freed NumPy array buffers (csrc/array_cache.c):
  * NumPy's data-memory handler (a PyDataMem_Handler, version 1) and the name
  * its capsule must carry; blocks of min_size bytes or more are kept, limit

@@ -435,6 +435,21 @@ def case_add(rng, dtype):
     return (a, b, np.empty_like(a), a.size), {2: np.array([u + v for u, v in zip(a.tolist(), b.tolist())], dtype)}
 
 
+def case_crop_planes(rng, dtype):
+    src = _rand(rng, 3 * 5 * 7, dtype)
+    planes = src.reshape(3, 5, 7).tolist()
+    want = np.array([[row[:6] for row in plane[:4]] for plane in planes], dtype).ravel()
+    return (src, np.full(3 * 4 * 6, np.nan, dtype), 3, 5, 7, 4, 6), {1: want}
+
+
+def case_pad_planes(rng, dtype):
+    src = _rand(rng, 3 * 4 * 6, dtype)
+    planes = src.reshape(3, 4, 6).tolist()
+    want = np.array([[[planes[p][y][x] if y < 4 and x < 6 else 0.0 for x in range(7)] for y in range(5)]
+                     for p in range(3)], dtype).ravel()
+    return (src, np.full(3 * 5 * 7, np.nan, dtype), 3, 5, 7, 4, 6), {1: want}
+
+
 def case_sgd_update(rng, dtype):
     value, grad, velocity = (_rand(rng, 11, dtype) for _ in range(3))
     want_value, want_velocity = naive.sgd_step(value, grad, velocity, 0.1, 0.9, 1e-3, True, False)

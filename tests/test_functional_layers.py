@@ -135,3 +135,33 @@ def test_functional_errors_name_what_is_wrong():
         F.linear(np.ones((2, 3)), np.ones((4, 2)))
     with pytest.raises(ValueError, match="d_out has shape \\(2, 3\\); the forward output was \\(2, 2\\)"):
         F.relu_backward(np.ones((2, 3)), F.relu(np.ones((2, 2)))[1])
+
+
+@pytest.mark.parametrize("shape,rows,cols", [((2, 3, 13, 13), 12, 12), ((1, 70, 9, 40), 9, 33),
+                                             ((3, 2, 5, 6), 1, 1), ((2, 2, 4, 4), 4, 4)])
+def test_crop_and_pad_planes_in_every_backend(backend, dtype, shape, rows, cols):
+    """crop_hw is the top-left rows x cols of every plane, contiguous; pad_hw
+    puts them back with zeros around (CroppedConv's forward and gradient)."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    cropped = F.crop_hw(x, rows, cols, backend=backend)
+    assert cropped.flags.c_contiguous and cropped.dtype == dtype
+    np.testing.assert_array_equal(cropped, x[:, :, :rows, :cols])
+    padded = F.pad_hw(cropped, shape[2], shape[3], backend=backend)
+    want = np.zeros_like(x)
+    want[:, :, :rows, :cols] = x[:, :, :rows, :cols]
+    np.testing.assert_array_equal(padded, want)
+    # a strided input (NumPy does it) gives the same
+    np.testing.assert_array_equal(F.crop_hw(x[:, :, ::1, ::-1], rows, cols, backend=backend),
+                                  x[:, :, :rows, ::-1][:, :, :, :cols])
+
+
+def test_crop_and_pad_planes_refuse_what_does_not_fit(backend):
+    x = np.zeros((1, 1, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"the crop \(5, 5\) must lie within the planes \(4, 5\)"):
+        F.crop_hw(x, 5, 5, backend=backend)
+    with pytest.raises(ValueError, match=r"the crop \(0, 2\)"):
+        F.crop_hw(x, 0, 2, backend=backend)
+    with pytest.raises(ValueError, match=r"do not fit in \(3, 5\)"):
+        F.pad_hw(x, 3, 5, backend=backend)
+    with pytest.raises(ValueError, match=r"must be \(N, C, H, W\)"):
+        F.pad_hw(x[0], 4, 5, backend=backend)

@@ -956,6 +956,27 @@ def add(a, b, out, size):
         of[k] = af[k] + bf[k]
 
 
+@njit
+def crop_planes(src, dst, planes, h, w, rows, cols):
+    """dst (planes, rows, cols) = src (planes, h, w)[:, :rows, :cols]."""
+    s3, d3 = src.reshape(planes, h, w), dst.reshape(planes, rows, cols)
+    for p in prange(planes):
+        for y in range(rows):
+            for x in range(cols):
+                d3[p, y, x] = s3[p, y, x]
+
+
+@njit
+def pad_planes(src, dst, planes, h, w, rows, cols):
+    """dst (planes, h, w) = src (planes, rows, cols) in the top-left corner, zeros elsewhere."""
+    s3, d3 = src.reshape(planes, rows, cols), dst.reshape(planes, h, w)
+    zero = dst.dtype.type(0)
+    for p in prange(planes):
+        for y in range(h):
+            for x in range(w):
+                d3[p, y, x] = s3[p, y, x] if y < rows and x < cols else zero
+
+
 # ------------------------------------------------------------ optimizer
 
 
@@ -986,7 +1007,7 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
                      "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
                      "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
                      "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input", "relu", "relu_bwd",
-                     "relu_bwd_add", "add", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
+                     "relu_bwd_add", "add", "crop_planes", "pad_planes", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
 
 
 _told_about_compiling = False

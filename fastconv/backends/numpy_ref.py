@@ -366,6 +366,18 @@ def add(a, b, out, size):
     np.add(a, b, out=out)
 
 
+def crop_planes(src, dst, planes, h, w, rows, cols):
+    """dst (planes, rows, cols) = src (planes, h, w)[:, :rows, :cols]."""
+    dst.reshape(planes, rows, cols)[...] = src.reshape(planes, h, w)[:, :rows, :cols]
+
+
+def pad_planes(src, dst, planes, h, w, rows, cols):
+    """dst (planes, h, w) = src (planes, rows, cols) in the top-left corner, zeros elsewhere."""
+    full = dst.reshape(planes, h, w)
+    full[...] = 0
+    full[:, :rows, :cols] = src.reshape(planes, rows, cols)
+
+
 # ------------------------------------------------------------ optimizer
 def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, first):
     """PyTorch's SGD, in place: g = grad + wd*value; v = momentum*v + g (v = g

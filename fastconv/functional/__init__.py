@@ -8,8 +8,8 @@ from .batchnorm import (BatchNormCache, BatchNormPoolCache, batch_norm_backward,
                         relu_gradient)
 from .conv import conv2d_maxpool, conv2d_maxpool_backward_input, conv2d_maxpool_backward_params
 from .im2col import col2im, im2col
-from .layers import (Conv2dCache, LinearCache, add, conv2d, conv2d_backward, linear, linear_backward, relu,
-                     relu_backward)
+from .layers import (Conv2dCache, LinearCache, add, conv2d, conv2d_backward, crop_hw, linear, linear_backward,
+                     pad_hw, relu, relu_backward)
 from .pooling import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -34,6 +34,8 @@ __all__ = [
     "relu",
     "relu_backward",
     "add",
+    "crop_hw",
+    "pad_hw",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
     "avg_pool2d",

@@ -160,3 +160,40 @@ def add(a, b, *, out=None, backend=None):
     out = np.empty_like(a) if out is None else out
     kernels.add(a, b, out, a.size)
     return out
+
+
+def crop_hw(x, rows, cols, *, backend=None):
+    """``x[:, :, :rows, :cols]`` of an (N, C, H, W) array as a new C-contiguous
+    array (one multithreaded pass where the backend has the kernel; NumPy's
+    copy of the strided view runs rows of a few floats on one thread)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {x.shape}")
+    n, c, h, w = x.shape
+    if not (1 <= rows <= h and 1 <= cols <= w):
+        raise ValueError(f"the crop ({rows}, {cols}) must lie within the planes ({h}, {w})")
+    kernels = _elementwise_kernels(backend, x)
+    if kernels is None:
+        return np.ascontiguousarray(x[:, :, :rows, :cols])
+    out = np.empty((n, c, rows, cols), dtype=x.dtype)
+    kernels.crop_planes(x, out, n * c, h, w, rows, cols)
+    return out
+
+
+def pad_hw(x, height, width, *, backend=None):
+    """The gradient of :func:`crop_hw`: an (N, C, height, width) array with x
+    in each plane's top-left corner and zeros elsewhere."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {x.shape}")
+    n, c, rows, cols = x.shape
+    if not (rows <= height and cols <= width):
+        raise ValueError(f"x's planes ({rows}, {cols}) do not fit in ({height}, {width})")
+    kernels = _elementwise_kernels(backend, x)
+    if kernels is None or rows < 1 or cols < 1:
+        full = np.zeros((n, c, height, width), dtype=x.dtype)
+        full[:, :, :rows, :cols] = x
+        return full
+    out = np.empty((n, c, height, width), dtype=x.dtype)
+    kernels.pad_planes(x, out, n * c, height, width, rows, cols)
+    return out

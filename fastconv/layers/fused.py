@@ -187,7 +187,7 @@ class ConvPoolReLU(FusedStage):
         # copy of the strided crop took 0.15 ms on the seed network's 12x12)
         cropped = self.conv._need_cache(self.conv._cache).x
         d_x = self._backward(cropped, indices, relu._need_cache(relu._out), d_out, input_grad)
-        return None if d_x is None else _padded_back(d_x, self._x.shape)
+        return None if d_x is None else _padded_back(d_x, self._x.shape, self.conv.backend)
 
     def _backward(self, x, indices, out, d_out, input_grad):
         conv = self.conv
@@ -217,13 +217,11 @@ def unused_tail(conv, pool, out_hw):
     return out_hw[0] - used[0], out_hw[1] - used[1]
 
 
-def _padded_back(d_x, x_shape):
+def _padded_back(d_x, x_shape, backend):
     """The input gradient of a cropped input, zeros where the crop dropped it."""
     if d_x.shape == tuple(x_shape):  # nothing was cropped
         return d_x
-    full = np.zeros(x_shape, dtype=d_x.dtype)
-    full[:, :, :d_x.shape[2], :d_x.shape[3]] = d_x
-    return full
+    return F.pad_hw(d_x, x_shape[2], x_shape[3], backend=backend)
 
 
 class CroppedConv(FusedStage):
@@ -259,10 +257,13 @@ class CroppedConv(FusedStage):
         if x.ndim != 4:
             return self.conv.forward(x)  # let Conv2D explain the error
         rows, cols = self._crop(x.shape)
-        return self.conv.forward(x[:, :, :rows, :cols])
+        rows, cols = min(rows, x.shape[2]), min(cols, x.shape[3])  # a padded conv may read past the input
+        if (rows, cols) == x.shape[2:]:
+            return self.conv.forward(x)
+        return self.conv.forward(F.crop_hw(x, rows, cols, backend=self.conv.backend))
 
     def backward(self, d_out):
-        return _padded_back(self.conv.backward(d_out), self._x_shape)
+        return _padded_back(self.conv.backward(d_out), self._x_shape, self.conv.backend)
 
     def backward_params_only(self, d_out):
         self.conv.backward_params_only(d_out)
