@@ -118,7 +118,7 @@ static inline __attribute__((always_inline)) void FN(p22_window_sums)(
     for (int64_t ch = 0; ch < c; ++ch)
         /* input row 2 * py + u at a time: its fw + 1 cells loaded once feed
          * every (row r, dy, tap i) with 2 * r + dy + i == u */
-        for (int64_t u = 0; u < fh + 2 * R; ++u) {
+        for (int64_t u = 0; u <= fh + 2 * (R - 1); ++u) { /* rows 2 * py .. 2 * (py + R - 1) + 1 + fh - 1 */
             for (int64_t v = 0; v <= fw; ++v)
                 cells[v] = *(const FN(vblock) *)(xq + FN(p22_row)(ch, v & 1, 2 * py + u, g) + v0 + (v >> 1));
             for (int r = 0; r < R; ++r)
