@@ -407,7 +407,8 @@ static inline __attribute__((always_inline)) void FN(p22_input_body)(
                 const FN(iblock) lanes = FN(p22_lanes_below)(pow_ - v0);
                 for (int64_t t = 0; t < (fh + 1) * (fw + 1); ++t) cells[t] = (FN(vblock)){0};
                 for (int64_t fi = 0; fi < f; ++fi) {
-                    const FN(vblock) gv = (FN(vblock))(*(const FN(iblock) *)(grad + fi * plane + py * pow_ + v0) & lanes);
+                    const FN(iblock) gbits = *(const FN(iblock) *)(grad + fi * plane + py * pow_ + v0);
+                    const FN(vblock) gv = (FN(vblock))(gbits & lanes);
                     const FN(iblock) cv = *(const FN(iblock) *)(code + fi * plane + py * pow_ + v0);
                     FN(vblock) gk[4];
                     for (int k = 0; k < 4; ++k) gk[k] = FN(p22_grad_at)(gv, cv, k);
@@ -466,7 +467,8 @@ static int FN(p22_bwd_input)(const REAL *restrict d_out, const REAL *restrict ma
             REAL *dxi = d_x + img * c * h * w;
             for (int64_t ch = 0; ch < c; ++ch)
                 for (int64_t y = 0; y < h; ++y) {
-                    const REAL *even = s.xq + FN(p22_row)(ch, 0, y + ph, g), *odd = s.xq + FN(p22_row)(ch, 1, y + ph, g);
+                    const REAL *even = s.xq + FN(p22_row)(ch, 0, y + ph, g);
+                    const REAL *odd = s.xq + FN(p22_row)(ch, 1, y + ph, g);
                     REAL *dst = dxi + (ch * h + y) * w;
                     for (int64_t xc = 0; xc < w; ++xc) {
                         const int64_t col = xc + pw;

@@ -147,7 +147,8 @@ static void FN(hwc_patch_rows)(const REAL *restrict xh, REAL *restrict table, in
                 const REAL *src = xh + ((oy * sh + i * dh) * g.wp + ox * sw) * c;
                 if (dw == 1) { /* one run of fw * c values: copied as vectors (memcpy's call cost more) */
                     int64_t k = 0;
-                    for (; k + CONV_VEC <= fw * c; k += CONV_VEC) *(FN(vblock) *)(t + k) = *(const FN(vblock) *)(src + k);
+                    for (; k + CONV_VEC <= fw * c; k += CONV_VEC)
+                        *(FN(vblock) *)(t + k) = *(const FN(vblock) *)(src + k);
                     for (; k < fw * c; ++k) t[k] = src[k];
                     t += fw * c;
                 } else {
@@ -411,8 +412,8 @@ int FN(fc_conv_maxpool_bwd_input)(const REAL *restrict d_out, const REAL *restri
                             _mm512_set1_epi32((int32_t)c));
                         for (; x < w; x += 16) {
                             const __mmask16 m = w - x >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - x)) - 1u);
-                            _mm512_mask_storeu_ps(dst + x, m,
-                                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, cols, src + x * c, 4));
+                            const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, cols, src + x * c, 4);
+                            _mm512_mask_storeu_ps(dst + x, m, v);
                         }
                     }
 #endif

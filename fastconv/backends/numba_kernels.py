@@ -1007,7 +1007,8 @@ _PARALLEL_KERNELS = ("im2col", "col2im", "maxpool_fwd", "maxpool_bwd", "maxunpoo
                      "avgpool_bwd", "adaptive_avgpool_fwd", "adaptive_avgpool_bwd", "bn_stats",
                      "channel_affine", "bn_bwd_reduce", "bn_bwd_apply", "conv_maxpool_fwd", "im2row",
                      "rows_maxpool", "conv_maxpool_bwd_params", "conv_maxpool_bwd_input", "relu", "relu_bwd",
-                     "relu_bwd_add", "add", "crop_planes", "pad_planes", "bnpool_fwd", "bnpool_bwd_reduce", "bnpool_bwd_apply", "bnpool_bwd_fused")
+                     "relu_bwd_add", "add", "crop_planes", "pad_planes", "bnpool_fwd", "bnpool_bwd_reduce",
+                     "bnpool_bwd_apply", "bnpool_bwd_fused")
 
 
 _told_about_compiling = False
