@@ -209,7 +209,7 @@ static void FN(p22_fwd_plane)(const REAL *restrict xq, const REAL *restrict wf, 
 /* Scratch of one thread: the phases, and per filter plane the pooled
  * gradient and the winner's window position by pooled vector. */
 typedef struct {
-    REAL *xq;           /* c * 2 * hp * wq */
+    REAL *xq;           /* c * 2 * hp * wq: the image's phases (the input gradient's, in p22_bwd_input) */
     REAL *grad;         /* planes * PH*PW (+ a vector of slack): the gradient where it counts, else 0 */
     FN(lane_int) *code; /* alike: the winner's position dy * 2 + dx, or -1 */
 } FN(p22_scratch);
@@ -462,6 +462,7 @@ static int FN(p22_bwd_input)(const REAL *restrict d_out, const REAL *restrict ma
                 bad += FN(p22_prepare)(d_out + at, mask + at, has_mask, idx + at, base, s.grad + fi * pooled,
                                        s.code + fi * pooled, ow, pooled);
             }
+            /* the phases' scratch holds the gradient of the image's phases here */
             memset(s.xq, 0, sizeof(REAL) * c * 2 * g.hp * g.wq);
             FN(p22_input_image)(s.grad, s.code, wt, s.xq, f, c, fh, fw, poh, pow_, g);
             REAL *dxi = d_x + img * c * h * w;
