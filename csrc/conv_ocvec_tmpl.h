@@ -37,6 +37,11 @@
 #endif
 #define O_NTILES 5
 #define O_OB (2 * DVEC) /* output channels per register block */
+#if FC_VBYTES >= 64
+#define O_WV 2
+#else
+#define O_WV 1
+#endif
 #define O_MAXP 14       /* most positions in a tile */
 
 /* out[f0 .. f0 + O_OB) at positions (oy0 + r, ox0 + q), r < R, q < CW, that
@@ -216,24 +221,24 @@ static void FN(ocvec_wgrad_block)(const REAL *restrict xps, int64_t xstride, int
                                   const REAL *restrict dyts, int64_t fr, int64_t bc, int64_t oh, int64_t ow,
                                   int64_t c, int64_t f, double *restrict part) {
     const int64_t taps = c * 9, ystride = oh * ow * fr;
-    for (int64_t f0 = 0; f0 < f; f0 += O_OB)
+    for (int64_t f0 = 0; f0 < f; f0 += O_WV * DVEC)
         for (int64_t ch = 0; ch < c; ++ch) {
-            FN(dvec) acc[2][9] = {{{0}}};
+            FN(dvec) acc[O_WV][9] = {{{0}}};
             for (int64_t b = 0; b < bc; ++b) {
                 const REAL *xc = xps + b * xstride + ch * plane, *dy = dyts + b * ystride + f0;
                 for (int64_t oy = 0; oy < oh; ++oy)
                     for (int64_t ox = 0; ox < ow; ++ox) {
                         const REAL *g = dy + (oy * ow + ox) * fr, *xr = xc + oy * wp + ox;
-                        const FN(dvec) g0 = FN(dload)(g), g1 = FN(dload)(g + DVEC);
+                        FN(dvec) gv[O_WV];
+                        for (int v = 0; v < O_WV; ++v) gv[v] = FN(dload)(g + v * DVEC);
                         for (int i = 0; i < 3; ++i)
                             for (int j = 0; j < 3; ++j) {
-                                const REAL v = xr[i * wp + j];
-                                acc[0][i * 3 + j] += g0 * v;
-                                acc[1][i * 3 + j] += g1 * v;
+                                const REAL xv = xr[i * wp + j];
+                                for (int v = 0; v < O_WV; ++v) acc[v][i * 3 + j] += gv[v] * xv;
                             }
                     }
             }
-            for (int v = 0; v < 2; ++v)
+            for (int v = 0; v < O_WV; ++v)
                 for (int t = 0; t < 9; ++t) {
                     REAL lanes[DVEC];
                     memcpy(lanes, &acc[v][t], sizeof lanes);
@@ -323,3 +328,4 @@ int FN(fc_conv2d_ocvec_bwd)(const REAL *restrict x, const REAL *restrict wt, con
 #undef O_NTILES
 #undef O_OB
 #undef O_MAXP
+#undef O_WV
