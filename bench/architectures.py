@@ -19,6 +19,11 @@ glibc's mmap and trim thresholds in its own process (fastconv/_malloc_tuning.py)
 and PyTorch's steps gain from that too (seed CNN, batch 128: ~30 -> ~24 ms);
 ``--torch-malloc tuned`` gives PyTorch's processes the same thresholds through
 glibc's environment variables, for the comparison without that difference.
+
+``--isa avx2`` caps both libraries at AVX2 (fastconv's v3 extension, PyTorch's
+ATen and oneDNN, MKL and OpenBLAS), so that an AVX-512 machine also measures
+how the two compare on an AVX2 one (a Zen 5 runs 512-bit FMAs at full width:
+capped, both see half its peak, as on an AVX2 machine of that clock).
 """
 import argparse
 import json
@@ -32,6 +37,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from arch_specs import NETWORKS  # noqa: E402
+
+
+# Environment that keeps each library's kernels to AVX2 + FMA.
+AVX2_ENV = {"FASTCONV_C_ISA": "v3", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
 
 
 def tuned_malloc_env():
@@ -55,10 +65,11 @@ def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
 
-def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True, torch_env=None, source="synthetic"):
+def measure(net, batch, rounds, steps, loop="optimizer", with_torch=True, torch_env=None, source="synthetic",
+            fastconv_env=None):
     rows = []
     for _ in range(rounds):
-        fc = run("fastconv", net, batch, steps, loop, source=source)
+        fc = run("fastconv", net, batch, steps, loop, env=fastconv_env, source=source)
         # PyTorch runs its usual loop, on the same inputs (the guides' loop: [0, 1] pixels)
         th = (run("torch", net, batch, steps, loop, env=torch_env, source=source) if with_torch
               else (float("nan"), float("nan")))
@@ -94,18 +105,25 @@ def main():
     p.add_argument("--data", choices=("synthetic", "mnist"), default="mnist",
                    help="a fresh MNIST batch per step for the 1x28x28 networks (issue 14's normalised MNIST), "
                         "or one fixed random batch (bench/arch_worker.py)")
+    p.add_argument("--isa", choices=("native", "avx2"), default="native",
+                   help="each library's widest kernels for this CPU, or both capped at AVX2")
     p.add_argument("--json")
     p.add_argument("--md")
     args = p.parse_args()
     if not torch_available():
         sys.exit("PyTorch is not installed: pip install torch==2.13.0 (the CPU wheel)")
     torch_env = tuned_malloc_env() if args.torch_malloc == "tuned" else None
+    fastconv_env = None
+    if args.isa == "avx2":
+        fastconv_env = {**os.environ, **AVX2_ENV}
+        torch_env = {**(torch_env or os.environ), **AVX2_ENV}
     results = []
     for batch in map(int, args.batches.split(",")):
         for net in args.nets.split(","):
             loops = ("optimizer", "guides") if net == "seed_cnn" else ("optimizer",)
             for loop in loops:
-                results.append(measure(net, batch, args.rounds, args.steps, loop, torch_env=torch_env, source=args.data))
+                results.append(measure(net, batch, args.rounds, args.steps, loop, torch_env=torch_env,
+                                       source=args.data, fastconv_env=fastconv_env))
                 r = results[-1]
                 print(f"{net:16s} b{batch:<4d} {loop:9s} fastconv {r['fastconv_ms']:7.1f} ms  torch {r['torch_ms']:7.1f} ms"
                       f"  ratio {r['ratio']:.2f}", flush=True)
