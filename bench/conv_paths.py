@@ -1,6 +1,7 @@
 """Every C convolution path on the CIFAR-sized shapes, each timed alone.
 
     python bench/conv_paths.py [--batch 64] [--paths implicit,im2col,direct,ocvec,winograd]
+                               [--shapes "C,F,HW,K,P[,S];..."]
 
 Prints GFLOP/s of the useful work (2 * N * F * OH * OW * C * KH * KW per
 pass) for forward (f), forward-size input + weight gradient (b) and the
@@ -42,12 +43,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--paths", default="implicit,im2col,direct,ocvec,winograd", help="comma-separated subset")
+    parser.add_argument("--shapes", help="instead of the CIFAR-sized list: channels,filters,map,kernel,padding"
+                                         "[,stride] per shape, shapes separated by ';'")
     args = parser.parse_args(argv)
+    shapes = SHAPES if not args.shapes else [tuple(map(int, s.split(","))) for s in args.shapes.split(";")]
     c = load("c")
     rng = np.random.default_rng(0)
     paths = [p for p in args.paths.split(",") if p in c._CONV_PATHS]
     print("C -> F, map | " + " | ".join(f"{p} f / b / w" for p in paths))
-    for ci, f, hw, k, p, *stride in SHAPES:
+    for ci, f, hw, k, p, *stride in shapes:
         s = stride[0] if stride else 1
         g = conv_geometry((args.batch, ci, hw, hw), k, k, s, p, 1, f=f)
         x = rng.standard_normal((args.batch, ci, hw, hw)).astype(np.float32)

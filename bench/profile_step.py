@@ -1,6 +1,6 @@
 """Where a training step of the seed network spends its time, layer by layer.
 
-    python bench/profile_step.py [--backend c|numba|numpy] [--steps 100]
+    python bench/profile_step.py [--backend c|numba|numpy] [--steps 100] [--batch 64]
 
 Runs the model's own execution order (CNN._schedule: ReLU->MaxPool2D runs as
 pool->ReLU) with a timer around every layer's forward and backward, the loss
@@ -20,6 +20,7 @@ def main():
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--backend", default=None)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument("--random", action="store_true",
                    help="random pixels instead of an MNIST batch (pooling is data-dependent)")
     args = p.parse_args()
@@ -31,10 +32,10 @@ def main():
     loss_fn = fastconv.SoftmaxCrossEntropy()
     if args.random:
         rng = np.random.default_rng(0)
-        x, y = rng.random((64, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 64)
+        x, y = rng.random((args.batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, args.batch)
     else:
         images, labels, _, _ = fastconv.datasets.load_mnist(verbose=False)
-        x, y = images[:64], labels[:64]
+        x, y = images[:args.batch], labels[:args.batch]
     times = collections.defaultdict(float)
 
     def timed(name, fn, *a):
