@@ -240,6 +240,17 @@ int fc_conv2d_winograd_fwd_f64(const double *x, const double *wt, const double *
                                const fc_conv_geom *g);
 int fc_conv2d_winograd_bwd_f64(const double *x, const double *wt, const double *d_out, double *d_x, double *d_w,
                                double *d_b, const fc_conv_geom *g);
+/* Dense layers (csrc/linear.c): x (n, k), w (k, f), out and d_out (n, f), all
+ * C-contiguous.  Forward: out = x @ w + bias (bias (f,) or NULL).  Backward:
+ * d_w = x^T @ d_out, d_b = d_out's column sums (NULL: not computed), d_x =
+ * d_out @ w^T (NULL: not computed). */
+int fc_linear_fwd_f32(const float *x, const float *w, const float *bias, float *out, int64_t n, int64_t k, int64_t f);
+int fc_linear_bwd_f32(const float *x, const float *w, const float *d_out, float *d_x, float *d_w, float *d_b,
+                      int64_t n, int64_t k, int64_t f);
+int fc_linear_fwd_f64(const double *x, const double *w, const double *bias, double *out, int64_t n, int64_t k,
+                      int64_t f);
+int fc_linear_bwd_f64(const double *x, const double *w, const double *d_out, double *d_x, double *d_w, double *d_b,
+                      int64_t n, int64_t k, int64_t f);
 /* SGD with momentum, in place (csrc/optim.c); velocity is ignored when momentum == 0. */
 int fc_sgd_update_f32(float *value, const float *grad, float *velocity, int64_t n, double lr,
                     double momentum, double weight_decay, int64_t nesterov, int64_t first);

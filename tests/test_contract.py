@@ -450,6 +450,46 @@ def case_pad_planes(rng, dtype):
     return (src, np.full(3 * 5 * 7, np.nan, dtype), 3, 5, 7, 4, 6), {1: want}
 
 
+# dense layers: 7 rows (a full register tile of rows and one more), 9
+# inputs, 70 outputs (a block of vectors, single vectors and a partial one
+# at any vector width)
+LIN_N, LIN_K, LIN_F = 7, 9, 70
+
+
+def _linear_operands(rng, dtype):
+    return (_rand(rng, (LIN_N, LIN_K), dtype), _rand(rng, (LIN_K, LIN_F), dtype), _rand(rng, LIN_F, dtype),
+            _rand(rng, (LIN_N, LIN_F), dtype))
+
+
+def _matmul_loops(a, b):
+    """Rows x columns, each a float64 sum in order: the oracle."""
+    return np.array([[sum(float(a[i, p]) * float(b[p, j]) for p in range(a.shape[1])) for j in range(b.shape[1])]
+                     for i in range(a.shape[0])])
+
+
+def case_linear_fwd(rng, dtype):
+    x, w, b, _ = _linear_operands(rng, dtype)
+    want = _matmul_loops(x, w) + b.astype(np.float64)
+    return (x, w, b, np.full((LIN_N, LIN_F), np.nan, dtype), LIN_N, LIN_K, LIN_F), {3: want}
+
+
+def case_linear_fwd__no_bias(rng, dtype):
+    x, w, _, _ = _linear_operands(rng, dtype)
+    return (x, w, None, np.full((LIN_N, LIN_F), np.nan, dtype), LIN_N, LIN_K, LIN_F), {3: _matmul_loops(x, w)}
+
+
+def case_linear_bwd(rng, dtype):
+    x, w, _, d = _linear_operands(rng, dtype)
+    outs = [np.full(shape, np.nan, dtype) for shape in ((LIN_N, LIN_K), (LIN_K, LIN_F), (LIN_F,))]
+    want = {3: _matmul_loops(d, w.T), 4: _matmul_loops(x.T, d), 5: d.astype(np.float64).sum(axis=0)}
+    return (x, w, d, *outs, LIN_N, LIN_K, LIN_F), want
+
+
+def case_linear_bwd__params_only(rng, dtype):
+    x, w, _, d = _linear_operands(rng, dtype)
+    return (x, w, d, None, np.full((LIN_K, LIN_F), np.nan, dtype), None, LIN_N, LIN_K, LIN_F), {4: _matmul_loops(x.T, d)}
+
+
 def case_sgd_update(rng, dtype):
     value, grad, velocity = (_rand(rng, 11, dtype) for _ in range(3))
     want_value, want_velocity = naive.sgd_step(value, grad, velocity, 0.1, 0.9, 1e-3, True, False)

@@ -73,19 +73,62 @@ def test_chunked_conv2d_equals_one_chunk(backend, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_linear_and_relu_with_their_backward():
+def test_linear_and_relu_with_their_backward(backend):
     rng = np.random.default_rng(2)
     x, wts, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
-    out, cache = F.linear(x, wts, b)
+    out, cache = F.linear(x, wts, b, backend=backend)
     np.testing.assert_allclose(out, x @ wts + b)
     g = rng.standard_normal(out.shape)
     d_x, d_w, d_b = F.linear_backward(g, cache)
-    np.testing.assert_allclose(d_x, naive.numerical_grad(lambda v: F.linear(v, wts, b)[0], x.copy(), g), rtol=1e-7)
-    np.testing.assert_allclose(d_w, naive.numerical_grad(lambda v: F.linear(x, v, b)[0], wts.copy(), g), rtol=1e-7)
-    np.testing.assert_allclose(d_b, g.sum(axis=0))
+    grad_of = lambda fn, v: naive.numerical_grad(fn, v.copy(), g)  # noqa: E731
+    np.testing.assert_allclose(d_x, grad_of(lambda v: F.linear(v, wts, b, backend=backend)[0], x), rtol=1e-7)
+    np.testing.assert_allclose(d_w, grad_of(lambda v: F.linear(x, v, b, backend=backend)[0], wts), rtol=1e-7)
+    np.testing.assert_allclose(d_b, grad_of(lambda v: F.linear(x, wts, v, backend=backend)[0], b), rtol=1e-7)
     y, rcache = F.relu(x)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
     np.testing.assert_array_equal(F.relu_backward(g[:, :1].repeat(4, 1), rcache), g[:, :1].repeat(4, 1) * (x > 0))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 20), k=st.integers(1, 40), f=st.integers(1, 80), bias=st.booleans(),
+       input_grad=st.booleans(), strided=st.booleans(), seed=st.integers(0, 2**16))
+def test_linear_and_its_backward_match_the_loops(backend, dtype, n, k, f, bias, input_grad, strided, seed):
+    """Every backend's linear_fwd / linear_bwd (the C backend's register tiles
+    with their partial rows and vectors) against float64 sums in order."""
+    rng = np.random.default_rng(seed)
+    x = _data(rng, (n, 2 * k), dtype)
+    x = x[:, ::2] if strided else np.ascontiguousarray(x[:, :k])  # a view is copied, then computed the same
+    wts, b, g = _data(rng, (k, f), dtype), _data(rng, (f,), dtype) if bias else None, _data(rng, (n, f), dtype)
+    x64, w64, g64 = (v.astype(np.float64) for v in (x, wts, g))
+    out, cache = F.linear(x, wts, b, backend=backend)
+    assert out.dtype == dtype and out.shape == (n, f)
+    np.testing.assert_allclose(out, x64 @ w64 + (0 if b is None else b), **TOL[dtype])
+    d_x, d_w, d_b = F.linear_backward(g, cache, input_grad=input_grad)
+    np.testing.assert_allclose(d_w, x64.T @ g64, **TOL[dtype])
+    assert (d_b is None) == (b is None) and (d_x is None) == (not input_grad)
+    if b is not None:
+        np.testing.assert_allclose(d_b, g64.sum(axis=0), **TOL[dtype])
+    if input_grad:
+        np.testing.assert_allclose(d_x, g64 @ w64.T, **TOL[dtype])
+
+
+def test_the_c_linear_gives_the_same_bits_at_any_thread_count(dtype):
+    """Each output is one sum in a fixed order on one thread (csrc/linear_tmpl.h);
+    the NumPy and Numba backends run NumPy's matmul, whose BLAS makes no such promise."""
+    import fastconv
+
+    fast_backend = "c"
+    if fast_backend not in fastconv.available_backends():
+        pytest.skip("the C backend is not built")
+    rng = np.random.default_rng(9)
+    x, wts, b, g = (_data(rng, shape, dtype) for shape in ((70, 300), (300, 130), (130,), (70, 130)))
+    results = []
+    for threads in (1, 2):
+        fastconv.set_num_threads(threads)
+        out, cache = F.linear(x, wts, b, backend=fast_backend)
+        results.append((out, *F.linear_backward(g, cache)))
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "strided view", "int64"])
@@ -133,6 +176,10 @@ def test_functional_errors_name_what_is_wrong():
         F.conv2d_backward(out, (x,))
     with pytest.raises(ValueError, match="x has 3 features but weights of shape \\(4, 2\\) take 4"):
         F.linear(np.ones((2, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="bias has shape \\(3,\\); the weights have 2 output features"):
+        F.linear(np.ones((2, 4)), np.ones((4, 2)), np.ones(3))
+    with pytest.raises(ValueError, match="d_out has shape \\(2, 3\\); the forward output was \\(2, 2\\)"):
+        F.linear_backward(np.ones((2, 3)), F.linear(np.ones((2, 4)), np.ones((4, 2)))[1])
     with pytest.raises(ValueError, match="d_out has shape \\(2, 3\\); the forward output was \\(2, 2\\)"):
         F.relu_backward(np.ones((2, 3)), F.relu(np.ones((2, 2)))[1])
 

@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange, uint64
 
 from .. import config
-from . import _bn_terms, _gemm_conv
+from . import _bn_terms, _gemm_conv, numpy_ref
 
 # conv_maxpool_* are correct but no faster than this backend's separate layers
 # in a whole training step (Numba keeps no accumulators in registers across
@@ -1098,6 +1098,9 @@ del _name
 # ------------------------------------------------------------ convolution
 # im2col + NumPy's matmul in chunks of images (backends/_gemm_conv.py).
 conv2d_fwd, conv2d_bwd = _gemm_conv.make_conv2d_kernels(im2col, col2im)
+# Dense layers: NumPy's matmul, as the reference (a Numba loop nest is far
+# from a BLAS GEMM; the C backend has its own kernels, csrc/linear_tmpl.h).
+linear_fwd, linear_bwd = numpy_ref.linear_fwd, numpy_ref.linear_bwd
 # The C backend's direct, channel-vector and Winograd kernels are more ways
 # to compute the same convolution; here they are the same computation.
 conv2d_direct_fwd, conv2d_direct_bwd = conv2d_fwd, conv2d_bwd

@@ -378,6 +378,25 @@ def pad_planes(src, dst, planes, h, w, rows, cols):
     full[:, :rows, :cols] = src.reshape(planes, rows, cols)
 
 
+# ------------------------------------------------------------ dense layers
+def linear_fwd(x, w, bias, out, n, k, f):
+    """out (n, f) = x (n, k) @ w (k, f) + bias (f,) if given."""
+    y = out.reshape(n, f)
+    np.matmul(x.reshape(n, k), w.reshape(k, f), out=y)
+    if bias is not None:
+        y += bias
+
+
+def linear_bwd(x, w, d_out, d_x, d_w, d_b, n, k, f):
+    """d_w = x^T @ d_out, d_b = d_out's column sums, d_x = d_out @ w^T (each if given)."""
+    dy = d_out.reshape(n, f)
+    np.matmul(x.reshape(n, k).T, dy, out=d_w.reshape(k, f))
+    if d_b is not None:
+        d_b[...] = dy.sum(axis=0)
+    if d_x is not None:
+        np.matmul(dy, w.reshape(k, f).T, out=d_x.reshape(n, k))
+
+
 # ------------------------------------------------------------ optimizer
 def sgd_update(value, grad, velocity, n, lr, momentum, weight_decay, nesterov, first):
     """PyTorch's SGD, in place: g = grad + wd*value; v = momentum*v + g (v = g

@@ -72,34 +72,50 @@ def conv2d_backward(d_out, cache: Conv2dCache, *, input_grad=True):
 
 
 class LinearCache(NamedTuple):
-    x: np.ndarray
+    x: np.ndarray  # C-contiguous input
     weights: np.ndarray
     has_bias: bool
+    backend: str | None = None
 
 
-def linear(x, weights, bias=None):
+def linear(x, weights, bias=None, *, backend=None):
     """``(x @ weights + bias, cache)``; x (N, in), weights (in, out) as the
-    guides' Dense, bias (out,) or None."""
+    guides' Dense, bias (out,) or None.  The backend's ``linear_fwd`` kernel
+    computes it: NumPy's matmul, or with the C backend its own register-blocked
+    kernel on fastconv's threads (csrc/linear_tmpl.h)."""
     x = _checks.float_array(x, "x", ndim=2, layout="(N, in_features)")
     weights = _checks.float_array(weights, "weights", ndim=2, layout="(in_features, out_features)")
     _checks.same_dtype(x, weights, "x", "weights")
-    if x.shape[1] != weights.shape[0]:
-        raise ValueError(f"x has {x.shape[1]} features but weights of shape {weights.shape} take {weights.shape[0]}")
-    out = x @ weights
+    (n, k), f = x.shape, weights.shape[1]
+    if k != weights.shape[0]:
+        raise ValueError(f"x has {k} features but weights of shape {weights.shape} take {weights.shape[0]}")
     if bias is not None:
-        out += np.asarray(bias, dtype=x.dtype)
-    return out, LinearCache(x, weights, bias is not None)
+        bias = _checks.float_array(bias, "bias", ndim=1, layout="(out_features,)")
+        if bias.shape != (f,):
+            raise ValueError(f"bias has shape {bias.shape}; the weights have {f} output features")
+        bias = np.ascontiguousarray(bias, dtype=x.dtype)
+    x, weights = np.ascontiguousarray(x), np.ascontiguousarray(weights)
+    out = np.empty((n, f), dtype=x.dtype)
+    resolve(backend).linear_fwd(x, weights, bias, out, n, k, f)
+    return out, LinearCache(x, weights, bias is not None, backend)
 
 
-def linear_backward(d_out, cache: LinearCache):
-    """``(d_x, d_weights, d_bias)`` of :func:`linear`."""
+def linear_backward(d_out, cache: LinearCache, *, input_grad=True):
+    """``(d_x, d_weights, d_bias)`` of :func:`linear` (d_x None with
+    input_grad=False; d_bias None without bias)."""
     if not isinstance(cache, LinearCache):
         raise TypeError("cache must be the LinearCache returned by linear")
-    d_out = np.asarray(d_out, dtype=cache.x.dtype)
-    if d_out.shape != (cache.x.shape[0], cache.weights.shape[1]):
-        raise ValueError(f"d_out has shape {d_out.shape}; the forward output was "
-                         f"{(cache.x.shape[0], cache.weights.shape[1])}")
-    return d_out @ cache.weights.T, cache.x.T @ d_out, (d_out.sum(axis=0) if cache.has_bias else None)
+    x, weights = cache.x, cache.weights
+    (n, k), f = x.shape, weights.shape[1]
+    d_out = np.asarray(d_out)
+    if d_out.shape != (n, f):
+        raise ValueError(f"d_out has shape {d_out.shape}; the forward output was {(n, f)}")
+    d_out = np.ascontiguousarray(d_out, dtype=x.dtype)
+    d_x = np.empty_like(x) if input_grad else None
+    d_w = np.empty_like(weights)
+    d_b = np.empty(f, dtype=x.dtype) if cache.has_bias else None
+    resolve(cache.backend).linear_bwd(x, weights, d_out, d_x, d_w, d_b, n, k, f)
+    return d_x, d_w, d_b
 
 
 def _elementwise_kernels(backend, *arrays):

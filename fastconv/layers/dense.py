@@ -38,12 +38,19 @@ class Dense(Layer):
                 f"({x.shape[1]} features); check the layer before it (a Flatten after a conv/pool "
                 f"gives C*H*W features)"
             )
-        out, self._x = F.linear(x, self.weights, self.bias)
+        out, self._x = F.linear(x, self.weights, self.bias, backend=self.backend)
         return out
 
     def backward(self, d_out):
+        return self._backward(d_out, input_grad=True)
+
+    def backward_params_only(self, d_out):
+        """d_weights and d_bias without the input gradient (first layer)."""
+        self._backward(d_out, input_grad=False)
+
+    def _backward(self, d_out, input_grad):
         cache = self._need_cache(self._x)
-        d_x, self.d_weights[...], d_b = F.linear_backward(d_out, cache)
+        d_x, self.d_weights[...], d_b = F.linear_backward(d_out, cache, input_grad=input_grad)
         if self.bias is not None:
             self.d_bias[...] = d_b
         return d_x
