@@ -131,6 +131,36 @@ def test_the_c_linear_gives_the_same_bits_at_any_thread_count(dtype):
         np.testing.assert_array_equal(one, two)
 
 
+_LINEAR_DIGEST = """
+import hashlib, numpy as np
+from fastconv import functional as F
+rng = np.random.default_rng(1)
+x, w, b, g = (rng.standard_normal(s).astype(np.float32) for s in ((70, 300), (300, 130), (130,), (70, 130)))
+out, cache = F.linear(x, w, b, backend="c")
+print(hashlib.sha1(b"".join(a.tobytes() for a in (out, *F.linear_backward(g, cache)))).hexdigest())
+"""
+
+
+def test_the_c_linear_gives_the_same_bits_on_the_avx2_and_avx512_builds():
+    """One chain of fused multiply-adds per output, whatever the vector width:
+    a model trains to the same weights on an AVX2 and an AVX-512 machine."""
+    import os
+    import subprocess
+    import sys
+
+    from fastconv.backends import BackendUnavailableError, load
+
+    try:
+        c = load("c")
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    if not {"v3", "v4"} <= set(c.built_levels()) or c.lib.fc_cpu_level() < 4:
+        pytest.skip("needs the v3 and v4 extensions and a CPU that runs both")
+    digests = {subprocess.run([sys.executable, "-c", _LINEAR_DIGEST], env={**os.environ, c.ENV_ISA: level},
+                              capture_output=True, text=True, check=True).stdout for level in ("v3", "v4")}
+    assert len(digests) == 1
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "strided view", "int64"])
 def test_relu_its_gradient_and_add_equal_numpy_in_every_backend(backend, dtype, layout):
     """The kernels (contiguous float arrays, above and below the one-thread
