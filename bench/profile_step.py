@@ -1,6 +1,9 @@
-"""Where a training step of the seed network spends its time, layer by layer.
+"""Where a training step spends its time, layer by layer.
 
-    python bench/profile_step.py [--backend c|numba|numpy] [--steps 100] [--batch 64]
+    python bench/profile_step.py [--net seed|NAME] [--backend c|numba|numpy] [--steps 100] [--batch 64]
+
+--net: the seed network (fastconv.architectures.seed_cnn, on an MNIST batch), or
+any network of bench/arch_specs.py (on one random N(0, 1) batch of its shape).
 
 Runs the model's own execution order (CNN._schedule: ReLU->MaxPool2D runs as
 pool->ReLU) with a timer around every layer's forward and backward, the loss
@@ -8,6 +11,8 @@ and the optimizer step; prints milliseconds per step.
 """
 import argparse
 import collections
+import os
+import sys
 import time
 
 import numpy as np
@@ -18,6 +23,7 @@ from fastconv.architectures import seed_cnn
 
 def main():
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--net", default="seed")
     p.add_argument("--backend", default=None)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--batch", type=int, default=64)
@@ -27,15 +33,24 @@ def main():
     if args.backend:
         fastconv.set_backend(args.backend)
     fastconv.seed(0)
-    model = seed_cnn()
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, args.batch)
+    if args.net != "seed":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from arch_specs import NETWORKS
+        from arch_worker import fastconv_model
+
+        shape, spec = NETWORKS[args.net]
+        model, x = fastconv_model(spec), rng.standard_normal((args.batch, *shape)).astype(np.float32)
+    else:
+        model = seed_cnn()
+        if args.random:
+            x = rng.random((args.batch, 1, 28, 28), dtype=np.float32)
+        else:
+            images, labels, _, _ = fastconv.datasets.load_mnist(verbose=False)
+            x, y = images[:args.batch], labels[:args.batch]
     opt = fastconv.SGD(model, 0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     loss_fn = fastconv.SoftmaxCrossEntropy()
-    if args.random:
-        rng = np.random.default_rng(0)
-        x, y = rng.random((args.batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, args.batch)
-    else:
-        images, labels, _, _ = fastconv.datasets.load_mnist(verbose=False)
-        x, y = images[:args.batch], labels[:args.batch]
     times = collections.defaultdict(float)
 
     def timed(name, fn, *a):
@@ -54,7 +69,7 @@ def main():
         d = loss_fn.backward()
         for i in reversed(range(len(order))):
             layer = order[i]
-            if i == 0:
+            if i == 0 and hasattr(layer, "backward_params_only"):
                 timed(f"backward {i}: {type(layer).__name__} (params only)", layer.backward_params_only, d)
             else:
                 d = timed(f"backward {i}: {type(layer).__name__}", layer.backward, d)
