@@ -13,11 +13,47 @@ int FN(fc_relu)(const REAL *restrict x, REAL *restrict out, int64_t size) {
     return FC_OK;
 }
 
+/* The ReLU gradient's mask as a factor: 1 where out > 0, else 0 (NaN too),
+ * so d_out * mask keeps the reference's product (inf * 0 is NaN).  Written
+ * on vectors: as scalars, GCC rewrites d_out * (out > 0) into a branch
+ * around a multiply by 0, one element at a time, wherever it has no mask
+ * registers (the AVX2 and SSE builds: 4.7-5.1 ms on 2M elements, AVX-512
+ * 0.35). */
+typedef REAL FN(evec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(REAL)), may_alias));
+#if FC_REAL_IS_FLOAT
+typedef int32_t FN(ebits) __attribute__((vector_size(FC_VBYTES)));
+#else
+typedef int64_t FN(ebits) __attribute__((vector_size(FC_VBYTES)));
+#endif
+#define EVEC ((int64_t)(FC_VBYTES / sizeof(REAL)))
+
+static inline FN(evec) FN(positive_mask)(FN(evec) out) {
+    const FN(evec) zero = {0}, one = zero + 1;
+    return (FN(evec))((FN(ebits))(out > zero) & (FN(ebits))one);
+}
+
+/* d_x = (other +) d_out * mask(out) over whole vectors, threads splitting
+ * them; the last partial vector element by element. */
+static void FN(relu_grad)(const REAL *restrict d_out, const REAL *restrict out, const REAL *restrict other,
+                          REAL *restrict d_x, int64_t size) {
+    const int64_t vecs = size / EVEC;
+#pragma omp parallel for num_threads(fc_threads_for(size)) schedule(static)
+    for (int64_t v = 0; v < vecs; ++v) {
+        const int64_t k = v * EVEC;
+        FN(evec) g = *(const FN(evec) *)(d_out + k) * FN(positive_mask)(*(const FN(evec) *)(out + k));
+        if (other != NULL) g = *(const FN(evec) *)(other + k) + g;
+        *(FN(evec) *)(d_x + k) = g;
+    }
+    for (int64_t k = vecs * EVEC; k < size; ++k) {
+        const REAL g = d_out[k] * (out[k] > 0 ? (REAL)1 : (REAL)0);
+        d_x[k] = other != NULL ? other[k] + g : g;
+    }
+}
+
 /* d_x = d_out * (out > 0): a product, as the reference (inf * 0 is NaN). */
 int FN(fc_relu_bwd)(const REAL *restrict d_out, const REAL *restrict out, REAL *restrict d_x, int64_t size) {
     if (size < 0) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_threads_for(size)) schedule(static)
-    for (int64_t k = 0; k < size; ++k) d_x[k] = d_out[k] * (REAL)(out[k] > 0);
+    FN(relu_grad)(d_out, out, NULL, d_x, size);
     return FC_OK;
 }
 
@@ -28,8 +64,7 @@ int FN(fc_relu_bwd)(const REAL *restrict d_out, const REAL *restrict out, REAL *
 int FN(fc_relu_bwd_add)(const REAL *restrict d_out, const REAL *restrict out, const REAL *restrict other,
                         REAL *restrict d_x, int64_t size) {
     if (size < 0) return FC_ERR_SIZE;
-#pragma omp parallel for num_threads(fc_threads_for(size)) schedule(static)
-    for (int64_t k = 0; k < size; ++k) d_x[k] = other[k] + d_out[k] * (REAL)(out[k] > 0);
+    FN(relu_grad)(d_out, out, other, d_x, size);
     return FC_OK;
 }
 
@@ -71,3 +106,5 @@ int FN(fc_pad_planes)(const REAL *src, REAL *dst, int64_t planes, int64_t h, int
     }
     return FC_OK;
 }
+
+#undef EVEC

@@ -17,10 +17,9 @@
  * registers over every p, fed per p by L_NV vector loads of a row of b and
  * L_MR broadcasts of a.  a is read through strides (x for the forward, x^T
  * for the weight gradient, d_out for the input gradient, whose b is w^T,
- * copied out first).  Each element of c is
- * one chain of multiply-adds over p in increasing order, computed by one
- * thread: the same bits at any thread count, tile or instruction set with
- * FMA. */
+ * copied out first).  Each element of c is one chain of multiply-adds over
+ * p in increasing order, computed by one thread: the same bits at any
+ * thread count, tile or instruction set with FMA. */
 
 #if FC_VBYTES >= 64
 #define L_MR 6 /* 6 x 4 vectors: 24 accumulators of the 32 registers */
@@ -35,14 +34,14 @@ typedef REAL FN(lvec) __attribute__((vector_size(FC_VBYTES), aligned(sizeof(REAL
 
 /* Where the product's operands are: a(i, p) = a[i*ars + p*acs]; row p of b
  * at b + p*ldb, readable in whole vectors up to the column count rounded up
- * to LVEC; c(i, j) = c[i*crs + j*ccs]. */
+ * to LVEC; c(i, j) = c[i*ldc + j]. */
 typedef struct {
     const REAL *a;
     int64_t ars, acs;
     const REAL *b;
     int64_t ldb;
     REAL *c;
-    int64_t crs, ccs;
+    int64_t ldc;
     const REAL *bias; /* per column j, or NULL */
     int64_t depth;    /* p runs over [0, depth) */
 } FN(lprod);
@@ -67,8 +66,8 @@ static inline __attribute__((always_inline)) void FN(ltile)(const FN(lprod) *q, 
     for (int i = 0; i < mr; ++i)
         for (int v = 0; v < nv; ++v) {
             const int64_t j = j0 + v * LVEC;
-            REAL *dst = q->c + (i0 + i) * q->crs + j * q->ccs;
-            if (q->ccs == 1 && j + LVEC <= cols) {
+            REAL *dst = q->c + (i0 + i) * q->ldc + j;
+            if (j + LVEC <= cols) {
                 FN(lvec) r = acc[i][v];
                 if (q->bias != NULL) r += *(const FN(lvec) *)(q->bias + j);
                 *(FN(lvec) *)dst = r;
@@ -77,11 +76,12 @@ static inline __attribute__((always_inline)) void FN(ltile)(const FN(lprod) *q, 
             REAL lanes[LVEC];
             memcpy(lanes, &acc[i][v], sizeof lanes);
             for (int64_t e = 0; e < LVEC && j + e < cols; ++e)
-                dst[e * q->ccs] = lanes[e] + (q->bias != NULL ? q->bias[j + e] : (REAL)0);
+                dst[e] = lanes[e] + (q->bias != NULL ? q->bias[j + e] : (REAL)0);
         }
 }
 
 /* The tile with mr and nv as constants (the compiler unrolls each). */
+_Static_assert(L_MR == 6, "ltile_any has a case for each row count up to L_MR");
 static void FN(ltile_any)(const FN(lprod) *q, int64_t i0, int64_t j0, int64_t cols, int mr, int nv) {
 #define L_CASE(r)                                       \
     case r:                                             \
@@ -152,7 +152,7 @@ int FN(fc_linear_fwd)(const REAL *x, const REAL *w, const REAL *bias, REAL *out,
     REAL *own;
     const REAL *b = FN(lpadded)(w, k, f, f, &ldb, &own);
     if (b == NULL) return FC_ERR_NOMEM;
-    const FN(lprod) q = {x, k, 1, b, ldb, out, f, 1, bias, k};
+    const FN(lprod) q = {x, k, 1, b, ldb, out, f, bias, k};
     FN(lproduct)(&q, n, f);
     free(own);
     return FC_OK;
@@ -166,7 +166,7 @@ int FN(fc_linear_bwd)(const REAL *x, const REAL *w, const REAL *d_out, REAL *d_x
     const REAL *dy = FN(lpadded)(d_out, n, f, f, &ldb, &own);
     if (dy == NULL) return FC_ERR_NOMEM;
     /* d_w (k x f) = x^T @ d_out: a(i, p) = x[p*k + i] */
-    const FN(lprod) qw = {x, 1, k, dy, ldb, d_w, f, 1, NULL, n};
+    const FN(lprod) qw = {x, 1, k, dy, ldb, d_w, f, NULL, n};
     FN(lproduct)(&qw, k, f);
     free(own);
     if (d_b != NULL) { /* in double, rows in order */
@@ -186,7 +186,7 @@ int FN(fc_linear_bwd)(const REAL *x, const REAL *w, const REAL *d_out, REAL *d_x
     REAL *wt = fc_alloc_lines(sizeof(REAL) * (size_t)(f * kr));
     if (wt == NULL) return FC_ERR_NOMEM;
     FN(ltranspose)(w, k, f, wt, kr);
-    const FN(lprod) qx = {d_out, f, 1, wt, kr, d_x, k, 1, NULL, f};
+    const FN(lprod) qx = {d_out, f, 1, wt, kr, d_x, k, NULL, f};
     FN(lproduct)(&qx, n, k);
     free(wt);
     return FC_OK;

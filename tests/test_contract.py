@@ -401,9 +401,14 @@ case_conv2d_winograd_fwd, case_conv2d_winograd_bwd = _conv_cases(WINOGRAD)
 _SPECIAL = [-1.0, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf]
 
 
+# the kernels run whole vectors, then a partial last one
+ELEMENTWISE_SIZE = 70_007  # 7 past whole vectors of 16 or 8: the special values at the end are the tail
+
+
 def _elementwise_input(rng, dtype):
-    x = _rand(rng, 70_000, dtype)
+    x = _rand(rng, ELEMENTWISE_SIZE, dtype)
     x[:len(_SPECIAL)] = _SPECIAL
+    x[-len(_SPECIAL):] = _SPECIAL
     return x
 
 
@@ -416,7 +421,7 @@ def case_relu(rng, dtype):
 def case_relu_bwd(rng, dtype):
     out = _elementwise_input(rng, dtype)
     d_out = _rand(rng, out.size, dtype)
-    d_out[0] = np.inf  # at a zeroed position: inf * 0 is NaN, as in the reference's product
+    d_out[0] = d_out[-6] = np.inf  # at zeroed positions: inf * 0 is NaN, as in the reference's product
     want = np.array([g * (1.0 if o > 0 else 0.0) for g, o in zip(d_out.tolist(), out.tolist())], dtype)
     return (d_out, out, np.empty_like(out), out.size), {2: want}
 
@@ -424,14 +429,14 @@ def case_relu_bwd(rng, dtype):
 def case_relu_bwd_add(rng, dtype):
     out = _elementwise_input(rng, dtype)
     d_out, other = _rand(rng, out.size, dtype), _rand(rng, out.size, dtype)
-    d_out[0] = np.inf  # at a zeroed position: inf * 0 is NaN, as in the reference's product
+    d_out[0] = d_out[-6] = np.inf  # at zeroed positions: inf * 0 is NaN, as in the reference's product
     want = np.array([a + g * (1.0 if o > 0 else 0.0) for a, g, o in zip(other.tolist(), d_out.tolist(), out.tolist())],
                     dtype)
     return (d_out, out, other, np.empty_like(out), out.size), {3: want}
 
 
 def case_add(rng, dtype):
-    a, b = _elementwise_input(rng, dtype), _rand(rng, 70_000, dtype)
+    a, b = _elementwise_input(rng, dtype), _rand(rng, ELEMENTWISE_SIZE, dtype)
     return (a, b, np.empty_like(a), a.size), {2: np.array([u + v for u, v in zip(a.tolist(), b.tolist())], dtype)}
 
 
