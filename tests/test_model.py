@@ -235,3 +235,25 @@ def test_sgd_updates_a_non_contiguous_parameter():
     value, grad = np.ones((4, 4))[:, ::2], np.ones((4, 4))[:, ::2]
     SGD([("w", value, grad)], lr=0.5, momentum=0.9).step()
     np.testing.assert_allclose(value, 0.5)
+
+
+@pytest.mark.parametrize("first", ["dense", "conv"])
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(backend, first):
+    """input_grad=False stops at the first layer with parameters, which then
+    computes only its own gradients (Dense and Conv2D backward_params_only)."""
+    rng = np.random.default_rng(4)
+    if first == "dense":
+        layers = [Flatten(), Dense(48, 20, rng=rng, backend=backend), ReLU(), Dense(20, 5, rng=rng, backend=backend)]
+    else:
+        layers = [Conv2D(3, 4, 3, rng=rng, backend=backend), ReLU(), Flatten(),
+                  Dense(4 * 2 * 2, 5, rng=rng, backend=backend)]
+    model = CNN(layers)
+    x, d = rng.standard_normal((6, 3, 4, 4)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    grads = []
+    for input_grad in (True, False):
+        model.forward(x)
+        d_x = model.backward(d, input_grad=input_grad)
+        assert (d_x is None) == (not input_grad)
+        grads.append([g.copy() for _, _, g in model.parameters()])
+    for with_dx, without in zip(*grads):
+        np.testing.assert_array_equal(with_dx, without)
