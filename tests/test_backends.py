@@ -7,6 +7,7 @@ from threadpoolctl import threadpool_info
 
 import fastconv
 from fastconv import backends
+from fastconv.backends import BACKEND_NAMES, BackendUnavailableError, load
 from fastconv._threads import max_threads
 
 
@@ -216,3 +217,18 @@ def test_malloc_tuning_keeps_large_blocks_in_the_heap(monkeypatch):
                              env={**env, "FASTCONV_TUNE_MALLOC": tune})
         faults[tune] = int(out.stdout)
     assert faults["1"] * 10 < faults["0"], faults  # ~0 vs ~30 000 measured
+
+
+# What functional/ and layers/ ask a backend besides its kernels: one
+# declaration each, in every backend.
+CAPABILITIES = ("CONV_MAXPOOL_VIA_ROWS", "FUSE_CONV_POOL", "FUSE_BN_POOL", "conv_maxpool_direct")
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_every_backend_declares_its_capabilities(name):
+    try:
+        module = load(name)
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    missing = [c for c in CAPABILITIES if not hasattr(module, c)]
+    assert not missing, f"the {name} backend does not declare {missing}"

@@ -40,6 +40,13 @@ FUSE_CONV_POOL = False
 # layers (layers/fused.py, bn_pool_fusable).
 FUSE_BN_POOL = False
 
+
+def conv_maxpool_direct(cg, pg) -> bool:
+    """Whether conv2d_maxpool runs conv_maxpool_fwd even with many taps: no
+    geometry here (the C backend's phase kernels are its own)."""
+    return False
+
+
 _OPTS = config.numba_options()
 njit = numba.njit(**_OPTS)
 njit_serial = numba.njit(**{**_OPTS, "parallel": False})

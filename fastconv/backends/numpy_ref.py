@@ -68,6 +68,12 @@ def _tap_patches(x, fh, fw, sh, sw, ph, pw, dh, dw, oh, ow):
 CONV_MAXPOOL_VIA_ROWS = False
 
 
+def conv_maxpool_direct(cg, pg) -> bool:
+    """Whether conv2d_maxpool runs conv_maxpool_fwd for this geometry
+    (every backend answers; the reference always does)."""
+    return True
+
+
 def im2row(x, rows, cg, uh, uw):
     """rows (N*UH*UW, C*FH*FW) <- the patch of each output (oy < UH, ox < UW),
     taps ordered (i, j, ch) (the layout the fast backends' GEMM reads)."""

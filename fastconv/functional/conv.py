@@ -72,9 +72,8 @@ def conv2d_maxpool(x, weights, bias=None, stride=1, padding=0, dilation=1, pool_
     out = np.empty((n, f, poh, pow_), dtype=x.dtype)
     indices = np.empty((n, f, poh, pow_), dtype=np.int64)
     kernels = backends.resolve(backend)
-    direct = getattr(kernels, "conv_maxpool_direct", None)  # a backend whose kernel is fast on more taps
     if (cg.c * cg.kh * cg.kw > DIRECT_MAX_TAPS and kernels.CONV_MAXPOOL_VIA_ROWS
-            and not (direct is not None and direct(cg, pg))):
+            and not kernels.conv_maxpool_direct(cg, pg)):
         _gemm_conv_maxpool(kernels, x, weights, bias, out, indices, cg, pg)
     else:
         kernels.conv_maxpool_fwd(x, weights, bias, out, indices, cg, pg)

@@ -63,7 +63,7 @@ def fusable(conv, pool) -> bool:
     and the NumPy reference stays the plain layer-by-layer computation)."""
     if conv.groups != 1 or pool.padding != (0, 0) or pool.ceil_mode or conv.backend != pool.backend:
         return False
-    return getattr(backends.resolve(conv.backend), "FUSE_CONV_POOL", False)
+    return backends.resolve(conv.backend).FUSE_CONV_POOL
 
 
 class ConvPoolReLU(FusedStage):
@@ -344,5 +344,5 @@ def bn_pool_fusable(bn_relu, pool) -> bool:
         return False
     if F.bn_pool_unsupported(pool.pool_size, pool.stride, pool.padding, pool.ceil_mode) is not None:
         return False
-    return getattr(backends.resolve(bn.backend), "FUSE_BN_POOL", False)
+    return backends.resolve(bn.backend).FUSE_BN_POOL
 
