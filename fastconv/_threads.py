@@ -82,8 +82,11 @@ def apply_to_backend(module) -> None:
 # still frees the cores soon for NumPy's BLAS threads.  Measured per training
 # step (docs/performance.md, ninth session): against sleeping at once,
 # ResNet 0.89-0.92x, LeNet-5 0.76-0.81x, the seed network 0.93-0.99x;
-# 100000 made the seed network, whose dense layers run on BLAS's threads,
-# 5-13 % slower.
+# 100000 made the seed network, whose dense layers then ran on BLAS's
+# threads, 5-13 % slower.  With the C backend's own Dense kernels (eleventh
+# session) 200000 against 10000 measured the same (seed network, ResNet,
+# bn_cnn: 0.98-1.00x, alternating processes on a Zen 5); NumPy and Numba
+# backends still run Dense on BLAS, so 10000 stays.
 OPENMP_SPIN_COUNT = "10000"
 
 
